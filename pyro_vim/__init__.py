@@ -1,0 +1,15 @@
+"""pyro-vim: VIM (Variational Independent Modules for Video Prediction, Assouel et al. 2022)."""
+from .config import VIMConfig
+from .data import (MOVES, CompositionalRandomWalk, OODRandomWalk, RandomWalk, VideoBatch,
+                   make_dataset)
+from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
+from .guides import KeyQueryGuide, SlotAttentionGuide
+from .model import VIM, SlotState
+from .priors import KeyQueryPrior, UniformPrior
+
+__version__ = "0.1.0"
+
+__all__ = ["VIM", "VIMConfig", "SlotState", "VideoBatch", "RandomWalk", "CompositionalRandomWalk",
+           "OODRandomWalk", "MOVES", "make_dataset", "SafeRelaxedOneHotCategorical",
+           "SpatialGaussianMixture", "SlotAttentionGuide", "KeyQueryGuide", "KeyQueryPrior",
+           "UniformPrior"]

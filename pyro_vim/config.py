@@ -1,0 +1,152 @@
+"""One object describes an experiment: :class:`VIMConfig` and its presets.
+
+``VIMConfig.preset("paper")`` follows Appendix A of the paper (64-channel 5x5 CNN encoder and
+broadcast decoder, 128-unit transition modules, K=4 slots, M=5 modules, the 6->20 frame length
+curriculum and slot-attention pre-training with learning-rate warm-up).  ``VIMConfig.preset("cpu")``
+is the small variant that trains on two CPU cores: 32 channels, a 3x3 encoder, a per-pixel (1x1)
+slot-centric broadcast decoder, M=4 modules, shorter sequences and a short pre-training.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Tuple
+
+PRESETS = ("cpu", "paper")
+
+
+@dataclass
+class VIMConfig:
+    # -- data --------------------------------------------------------------------------------
+    dataset: str = "random_walk"
+    image_size: int = 32
+    num_objects: int = 3
+    # -- architecture ------------------------------------------------------------------------
+    num_slots: int = 4          # K
+    num_modules: int = 4        # M
+    slot_dim: int = 32          # size of the appearance part of a slot state h = (pos, feat)
+    encoder_channels: int = 32
+    encoder_kernel: int = 3
+    encoder_layers: int = 2
+    decoder_channels: int = 32
+    decoder_kernel: int = 1     # 1: per-pixel MLP decoder; 5: the paper's 5x5 conv decoder
+    decoder_layers: int = 1     # hidden layers after the broadcast layer
+    module_hidden: int = 64     # width of each transition module MLP (Table 4: 128)
+    update_hidden: int = 64     # width of the Gaussian-update MLPs (Table 4: 64)
+    keyquery_dim: int = 32      # key/query size of the selection attention (A.1: 64)
+    discovery_iters: int = 3    # slot-attention iterations on the context frame
+    track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
+    module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
+    # -- probabilistic model -----------------------------------------------------------------
+    temperature: float = 1.0    # relaxed one-hot temperature (A.1: fixed at 1)
+    sigma_x: float = 0.1        # std of each pixel's Gaussian mixture components
+    z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
+    # -- training ----------------------------------------------------------------------------
+    batch_size: int = 32
+    lr: float = 1e-3
+    steps: int = 3000
+    warmup_steps: int = 100
+    clip_norm: float = 1e6      # global gradient-norm clipping (the ELBO sums pixels)
+    pretrain_steps: int = 600   # slot-attention pre-training on single frames (A.2)
+    pretrain_lr: float = 2e-3
+    seq_len_start: int = 4      # length curriculum (A.2: 6 -> 20, +2 every 40 epochs)
+    seq_len_max: int = 8
+    seq_len_increment: int = 2
+    seq_len_every: int = 500
+    z_kl_weight_start: float = 10.0   # poutine.scale on z_t: modules must explain motion first
+    z_kl_weight_end: float = 1.0
+    z_kl_anneal_steps: int = 1000
+    eval_every: int = 100
+    eval_sequences: int = 32
+    eval_seq_len: int = 10
+    seed: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+
+    # ------------------------------------------------------------------------------------------
+    def validate(self) -> "VIMConfig":
+        positive = ("image_size", "num_objects", "num_slots", "num_modules", "slot_dim",
+                    "encoder_channels", "encoder_kernel", "encoder_layers", "decoder_channels",
+                    "decoder_kernel", "decoder_layers", "module_hidden", "update_hidden",
+                    "keyquery_dim", "discovery_iters", "track_iters", "batch_size",
+                    "seq_len_start", "seq_len_max", "seq_len_every", "eval_sequences")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"VIMConfig.{name} must be a positive int, got {value!r}")
+        for name in ("temperature", "sigma_x", "z0_scale", "lr", "pretrain_lr", "clip_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"VIMConfig.{name} must be a positive number, got {value!r}")
+        if self.decoder_kernel % 2 == 0 or self.encoder_kernel % 2 == 0:
+            raise ValueError("VIMConfig.encoder_kernel and decoder_kernel must be odd")
+        if self.num_slots < self.num_objects:
+            raise ValueError(
+                f"VIMConfig.num_slots ({self.num_slots}) must be >= num_objects "
+                f"({self.num_objects}): every object needs a slot")
+        if self.seq_len_start < 2 or self.seq_len_max < self.seq_len_start:
+            raise ValueError("VIMConfig needs 2 <= seq_len_start <= seq_len_max")
+        for name in ("steps", "pretrain_steps", "warmup_steps", "z_kl_anneal_steps",
+                     "eval_every", "seq_len_increment", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"VIMConfig.{name} must be a non-negative int, got {value!r}")
+        return self
+
+    @property
+    def state_dim(self) -> int:
+        """Size of a slot state h = (2-D position, appearance features)."""
+        return 2 + self.slot_dim
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "VIMConfig":
+        if name == "cpu":
+            base: Dict[str, Any] = {}
+        elif name == "paper":
+            base = dict(
+                num_modules=5, slot_dim=64, encoder_channels=64, encoder_kernel=5,
+                encoder_layers=4, decoder_channels=64, decoder_kernel=5, decoder_layers=3,
+                module_hidden=128, update_hidden=64, keyquery_dim=64, batch_size=32,
+                lr=4e-4, steps=100_000, warmup_steps=10_000, pretrain_steps=20_000,
+                pretrain_lr=4e-4, seq_len_start=6, seq_len_max=20, seq_len_increment=2,
+                seq_len_every=5_000, z_kl_anneal_steps=20_000, eval_every=2_000,
+                eval_seq_len=20)
+        else:
+            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        base.update(overrides)
+        return cls(**base)
+
+    def replace(self, **changes) -> "VIMConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "VIMConfig":
+        if not isinstance(d, dict):
+            raise TypeError(f"VIMConfig.from_dict expects a dict, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown VIMConfig fields: {unknown}")
+        return cls(**d)
+
+    def seq_len_at(self, step: int) -> int:
+        """Length curriculum (Appendix A.2): +increment frames every ``seq_len_every`` steps."""
+        grown = self.seq_len_start + self.seq_len_increment * (step // self.seq_len_every)
+        return int(min(self.seq_len_max, grown))
+
+    def z_kl_weight_at(self, step: int) -> float:
+        """Linear annealing of the Gaussian-KL weight (applied with ``poutine.scale``)."""
+        if self.z_kl_anneal_steps == 0:
+            return float(self.z_kl_weight_end)
+        frac = min(1.0, step / self.z_kl_anneal_steps)
+        return float(self.z_kl_weight_start + frac * (self.z_kl_weight_end - self.z_kl_weight_start))
+
+
+def grid_coords(image_size: int) -> Tuple[float, float]:
+    """Pixel i of an image of size S sits at -1 + 2 i / (S - 1) in normalised coordinates."""
+    return -1.0, 2.0 / (image_size - 1)

@@ -1,0 +1,191 @@
+"""Saving and loading :class:`~pyro_vim.data.random_walk.VideoBatch` as ``.npz`` files.
+
+File layout (a compressed NumPy archive, readable without pickling):
+
+* ``frames`` (float32, stored exactly), ``positions``, ``moves``, ``masks``;
+* ``attr_color``, ``attr_shape``, ``attr_size``;
+* ``config``: the generator configuration as a JSON string;
+* ``format`` (``"pyro-vim/video-batch"``) and ``format_version``;
+* ``sha256``: hex digest over the name, dtype, shape and bytes of every array above and
+  the config JSON, checked by :func:`load_npz`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pyro_vim.data.random_walk import VideoBatch
+
+__all__ = ["save_npz", "load_npz", "VideoDataset", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "pyro-vim/video-batch"
+FORMAT_VERSION = 1
+_ARRAY_KEYS = ("frames", "positions", "moves", "masks", "attr_color", "attr_shape", "attr_size")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _arrays_of(batch: VideoBatch) -> Dict[str, np.ndarray]:
+    return {
+        "frames": batch.frames,
+        "positions": batch.positions,
+        "moves": batch.moves,
+        "masks": batch.masks,
+        "attr_color": batch.attributes["color"],
+        "attr_shape": batch.attributes["shape"],
+        "attr_size": batch.attributes["size"],
+    }
+
+
+def _digest(arrays: Dict[str, np.ndarray], config_json: str) -> str:
+    h = hashlib.sha256()
+    for key in _ARRAY_KEYS:
+        arr = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{arr.dtype.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+    h.update(config_json.encode())
+    return h.hexdigest()
+
+
+def _write_arrays(fileobj: Any, arrays: Dict[str, np.ndarray]) -> None:
+    np.savez_compressed(fileobj, **arrays)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_npz(batch: VideoBatch, path: PathLike) -> Path:
+    """Write ``batch`` to ``path`` (exactly that name; the folder must exist).
+
+    The file is written to a temporary file in the same folder and moved into place with
+    :func:`os.replace`, so a failure never leaves a partial file (an existing file at
+    ``path`` is untouched). Returns the path written.
+    """
+    if not isinstance(batch, VideoBatch):
+        raise ValueError(f"save_npz expects a VideoBatch, got {type(batch).__name__}")
+    path = Path(path)
+    try:
+        config_json = json.dumps(batch.config, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"batch.config is not JSON-serialisable: {exc}") from exc
+    arrays = _arrays_of(batch)
+    payload = dict(arrays)
+    payload["config"] = np.array(config_json)
+    payload["format"] = np.array(FORMAT)
+    payload["format_version"] = np.array(FORMAT_VERSION)
+    payload["sha256"] = np.array(_digest(arrays, config_json))
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write_arrays(f, payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates files readable by owner only
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def load_npz(path: PathLike) -> VideoBatch:
+    """Load a file written by :func:`save_npz`, verifying its content hash.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is not a pyro-vim dataset, or it is corrupted (hash mismatch).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such dataset file: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with data:
+            contents = {key: data[key] for key in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"{path} is not a pyro-vim dataset (.npz): {exc}") from exc
+
+    missing = [k for k in (*_ARRAY_KEYS, "config", "format", "sha256") if k not in contents]
+    if missing or str(contents.get("format", "")) != FORMAT:
+        raise ValueError(f"{path} is not a pyro-vim dataset (missing {missing or ['format']})")
+    version = int(contents.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported pyro-vim dataset format version {version}")
+    config_json = str(contents["config"])
+    arrays = {key: contents[key] for key in _ARRAY_KEYS}
+    if _digest(arrays, config_json) != str(contents["sha256"]):
+        raise ValueError(f"{path} is corrupted: content hash (sha256) mismatch")
+    try:
+        config = json.loads(config_json)
+    except json.JSONDecodeError as exc:  # pragma: no cover - guarded by the hash
+        raise ValueError(f"{path} is corrupted: bad config JSON") from exc
+    return VideoBatch(
+        frames=arrays["frames"],
+        positions=arrays["positions"],
+        moves=arrays["moves"],
+        masks=arrays["masks"],
+        attributes={
+            "color": arrays["attr_color"],
+            "shape": arrays["attr_shape"],
+            "size": arrays["attr_size"],
+        },
+        config=config,
+    )
+
+
+class VideoDataset(Dataset):
+    """A :class:`torch.utils.data.Dataset` of single sequences.
+
+    Args:
+        source: a :class:`VideoBatch` or the path of a file written by :func:`save_npz`.
+
+    Each item is a dict of tensors (copies, safe to modify): ``frames`` (T, 3, H, W) float32,
+    ``positions`` (T, O, 2) float32, ``moves`` (T-1, O, S) long, ``masks`` (T, O, H, W)
+    bool, ``color`` (O, 3) float32, ``shape`` (O,) long, ``size`` (O,) long. The default
+    ``DataLoader`` collation stacks them into batches.
+    """
+
+    def __init__(self, source: Union[VideoBatch, PathLike]) -> None:
+        if isinstance(source, VideoBatch):
+            self.batch = source
+        elif isinstance(source, (str, os.PathLike)):
+            self.batch = load_npz(source)
+        else:
+            raise TypeError(
+                f"VideoDataset expects a VideoBatch or a path, got {type(source).__name__}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        n = len(self.batch)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} sequences")
+        b = self.batch
+        arrays = {
+            "frames": b.frames[index],
+            "positions": b.positions[index],
+            "moves": b.moves[index],
+            "masks": b.masks[index],
+            **{key: value[index] for key, value in b.attributes.items()},
+        }
+        return {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}

@@ -1,0 +1,738 @@
+"""Synthetic Random Walk video datasets (VIM paper, Sec. 5).
+
+Three generators share one vectorised NumPy implementation:
+
+* :class:`RandomWalk` -- coloured balls on a black background; between two consecutive
+  frames every ball makes exactly one atomic move (up, down, left or right) of ``step``
+  pixels (Sec. 5.1, "Random Walk Dataset").
+* :class:`CompositionalRandomWalk` -- between two frames every ball makes a composition
+  of ``n`` atomic moves, ``n`` uniform in ``[min_moves, max_moves]``; only the end point is
+  rendered (Sec. 5.2, "Compositional Random Walk").
+* :class:`OODRandomWalk` -- the Random Walk dynamics with objects whose shape, colour and
+  size never occur in the training data (Sec. 5.3, "Dynamics Transfer").
+
+Conventions
+-----------
+* Images are ``H x W`` with ``H == W == image_size``; pixel ``(row, col)`` has its centre at
+  integer coordinates, so an object centred on pixel ``(r, c)`` has position ``(x, y) = (c, r)``.
+* ``"up"`` decreases the row index (image convention). :data:`MOVE_VECTORS` holds the
+  ``(dx, dy)`` unit vector of each move, in the order of :data:`MOVES`.
+* **Borders.** Objects are always drawn fully inside the frame. Each ball draws its move
+  uniformly among the four; if that move would put any pixel of the object outside the
+  frame, the move is re-drawn uniformly among the moves that keep it inside. This is the
+  same as drawing uniformly among the legal moves, and the recorded move is always the
+  one that was executed. For the compositional data only the end point of a composition
+  has to be inside the frame (intermediate points are never rendered); if it is not, the
+  whole composition (its length and its moves) is re-drawn.
+* **Image size.** A generator requires ``image_size >= object_extent + 2 * step - 1``
+  where ``object_extent`` is the object's bounding-box width (``2 * radius + 1`` for a
+  ball). This is exactly the condition under which, from *every* admissible position,
+  at least one horizontal and one vertical move stays inside the frame.
+* **Overlap.** Objects are drawn in index order, later objects on top. ``masks`` holds the
+  *visible* pixels of each object, so masks are disjoint, their union is exactly the set of
+  non-black pixels, and a fully occluded object has an empty mask.
+* **Sizes.** Training balls have radius :data:`TRAIN_RADIUS` (3 px) and move
+  :data:`TRAIN_STEP` (3 px) per atomic move. OOD objects have half-sizes in
+  :data:`OOD_SIZES` (2 and 4 px), never equal to the training radius.
+
+All arrays are NumPy arrays (not tensors): generation is pure NumPy, the data can be
+saved without pickling, and :meth:`VideoBatch.to_torch` converts when needed.
+"""
+from __future__ import annotations
+
+import copy
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "MOVES",
+    "MOVE_VECTORS",
+    "SHAPES",
+    "OOD_SHAPES",
+    "TRAIN_COLORS",
+    "OOD_COLORS",
+    "TRAIN_RADIUS",
+    "TRAIN_STEP",
+    "OOD_SIZES",
+    "VideoBatch",
+    "RandomWalk",
+    "CompositionalRandomWalk",
+    "OODRandomWalk",
+    "DATASETS",
+    "make_dataset",
+    "object_stencil",
+]
+
+#: Atomic moves, in the order used by ``VideoBatch.moves`` indices.
+MOVES: Tuple[str, ...] = ("up", "down", "left", "right")
+
+#: ``(dx, dy)`` = (column, row) unit vector of each move in :data:`MOVES`.
+MOVE_VECTORS = np.array([[0, -1], [0, 1], [-1, 0], [1, 0]], dtype=np.int64)
+MOVE_VECTORS.setflags(write=False)
+
+#: Object shapes; ``attributes["shape"]`` indexes this tuple. Only "ball" is used for
+#: training; the others are the out-of-distribution shapes.
+SHAPES: Tuple[str, ...] = ("ball", "square", "triangle", "diamond", "cross")
+OOD_SHAPES: Tuple[str, ...] = SHAPES[1:]
+
+#: Training palette: saturated colours, every one clearly non-black.
+TRAIN_COLORS = np.array(
+    [
+        [1.0, 0.0, 0.0],  # red
+        [0.0, 1.0, 0.0],  # green
+        [0.0, 0.0, 1.0],  # blue
+        [1.0, 1.0, 0.0],  # yellow
+        [1.0, 0.0, 1.0],  # magenta
+        [0.0, 1.0, 1.0],  # cyan
+        [1.0, 0.5, 0.0],  # orange
+        [0.5, 0.0, 1.0],  # violet
+    ],
+    dtype=np.float32,
+)
+TRAIN_COLORS.setflags(write=False)
+
+#: Out-of-distribution palette: every colour differs from every training colour by at
+#: least 0.5 in some channel (max-norm distance >= 0.5).
+OOD_COLORS = np.array(
+    [
+        [0.5, 0.5, 0.5],  # grey
+        [0.5, 1.0, 0.5],  # light green
+        [1.0, 0.5, 0.5],  # salmon
+        [0.5, 0.5, 1.0],  # lavender
+        [0.0, 0.5, 0.5],  # teal
+        [0.5, 0.0, 0.5],  # purple
+        [0.5, 0.5, 0.0],  # olive
+    ],
+    dtype=np.float32,
+)
+OOD_COLORS.setflags(write=False)
+
+#: Ball radius and atomic step of the training data, in pixels.
+TRAIN_RADIUS = 3
+TRAIN_STEP = 3
+#: Half-sizes of OOD objects (never equal to :data:`TRAIN_RADIUS`).
+OOD_SIZES: Tuple[int, ...] = (2, 4)
+
+#: A palette colour must have at least one channel >= this value (clearly non-black).
+_MIN_BRIGHTNESS = 0.2
+#: Custom OOD colours must differ from every training colour by at least this (max-norm).
+_MIN_OOD_COLOR_DISTANCE = 0.25
+
+
+# ---------------------------------------------------------------------------------------
+# Argument checking
+# ---------------------------------------------------------------------------------------
+def _check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int, raising TypeError/ValueError that name the argument."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if value < minimum:
+        if minimum == 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
+def _check_palette(name: str, colors: Any) -> np.ndarray:
+    """Validate a palette: (K, 3) RGB in [0, 1], clearly non-black; duplicates dropped."""
+    try:
+        arr = np.asarray(colors, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a sequence of RGB triples, got {colors!r}") from exc
+    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (K, 3) with K >= 1, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError(f"{name} must hold RGB values in [0, 1]")
+    if np.any(arr.max(axis=1) < _MIN_BRIGHTNESS):
+        raise ValueError(
+            f"{name}: every colour needs a channel >= {_MIN_BRIGHTNESS} "
+            "(objects must be clearly visible on the black background)"
+        )
+    _, first = np.unique(arr, axis=0, return_index=True)
+    return arr[np.sort(first)].astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Shapes
+# ---------------------------------------------------------------------------------------
+def object_stencil(shape: str, size: int) -> np.ndarray:
+    """Pixel offsets ``(dy, dx)`` (int64, shape ``(P, 2)``) covered by an object.
+
+    ``size`` is the radius of a ball and the half-size of the other shapes: every shape of
+    size ``s`` fits in a ``(2s + 1) x (2s + 1)`` box. Offsets are relative to the object's
+    position. ``ball`` (pixels whose centre is within ``size`` of the position), ``square``
+    (filled), ``diamond`` (outlined, ``max(1, size // 2)`` px thick, because a small filled
+    diamond is pixel-for-pixel a rasterised disc) and ``cross`` (a plus sign,
+    ``2 * (size // 3) + 1`` px thick) are point-symmetric, so the centroid of their pixels is
+    exactly the position. The ``triangle`` (apex up) is anchored at the pixel nearest to its
+    centroid, so its centroid is within 0.5 px of the position.
+    """
+    size = _check_int("size", size)
+    r = np.arange(-size, size + 1)
+    dy, dx = np.meshgrid(r, r, indexing="ij")
+    if shape == "ball":
+        keep = dx**2 + dy**2 <= size**2
+    elif shape == "square":
+        keep = np.ones_like(dx, dtype=bool)
+    elif shape == "diamond":
+        # Outlined: a filled small diamond is pixel-for-pixel a rasterised disc.
+        thickness = max(1, size // 2)
+        l1 = np.abs(dx) + np.abs(dy)
+        keep = (l1 <= size) & (l1 > size - thickness)
+    elif shape == "cross":
+        half_thickness = size // 3
+        keep = (np.abs(dx) <= half_thickness) | (np.abs(dy) <= half_thickness)
+    elif shape == "triangle":
+        # Row k (0 = apex) of the bounding box has half-width k // 2: base width 2*size+1.
+        keep = np.abs(dx) <= (dy + size) // 2
+    else:
+        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+    offsets = np.stack([dy[keep], dx[keep]], axis=1).astype(np.int64)
+    if shape == "triangle":
+        offsets[:, 0] -= int(np.round(offsets[:, 0].mean()))
+    return offsets
+
+
+# ---------------------------------------------------------------------------------------
+# VideoBatch
+# ---------------------------------------------------------------------------------------
+_ATTRIBUTE_SPECS = {"color": (np.float32, 3), "shape": (np.int64, 2), "size": (np.int64, 2)}
+
+
+@dataclass(eq=False, repr=False)
+class VideoBatch:
+    """A batch of ``N`` videos of length ``T`` with ``O`` objects, plus all ground truth.
+
+    Every field is a NumPy array (not a torch tensor): generation is pure NumPy, arrays can
+    be saved without pickling and sliced cheaply; use :meth:`to_torch` to convert.
+
+    Attributes:
+        frames: ``(N, T, 3, H, W)`` float32 RGB in ``[0, 1]``, black background.
+        positions: ``(N, T, O, 2)`` float32 ``(x, y) = (column, row)`` of each object's
+            centre, in pixels (pixel centres at integer coordinates).
+        moves: ``(N, T-1, O, S)`` int64 indices into :data:`MOVES`; ``moves[n, t, o]`` are
+            the atomic moves taking object ``o`` from frame ``t`` to ``t + 1``, padded with
+            ``-1`` (``S = 1`` for Random Walk, ``max_moves`` for the compositional data).
+        masks: ``(N, T, O, H, W)`` bool instance masks of the *visible* pixels.
+        attributes: ``{"color": (N, O, 3) float32, "shape": (N, O) int64 index into
+            SHAPES, "size": (N, O) int64 radius / half-size in pixels}``.
+        config: JSON-serialisable description of the generator and of the ``generate``
+            call (class name, arguments, ``num_sequences``, ``seq_len``, ``seed``). A
+            subset taken with ``batch[idx]`` keeps its parent's config.
+    """
+
+    frames: np.ndarray
+    positions: np.ndarray
+    moves: np.ndarray
+    masks: np.ndarray
+    attributes: Dict[str, np.ndarray]
+    config: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        f = self.frames
+        if not isinstance(f, np.ndarray) or f.ndim != 5 or f.shape[2] != 3:
+            raise ValueError(f"frames must be a (N, T, 3, H, W) array, got {_shape_of(f)}")
+        n, t, _, h, w = f.shape
+        if h != w:
+            raise ValueError(f"frames must be square, got H={h}, W={w}")
+        if f.dtype != np.float32:
+            raise ValueError(f"frames must be float32, got {f.dtype}")
+        p = self.positions
+        if not isinstance(p, np.ndarray) or p.ndim != 4 or p.shape[:2] != (n, t) or (
+            p.shape[3] != 2
+        ):
+            raise ValueError(f"positions must be ({n}, {t}, O, 2), got {_shape_of(p)}")
+        o = p.shape[2]
+        expected = {
+            "positions": (self.positions, (n, t, o, 2), np.float32),
+            "masks": (self.masks, (n, t, o, h, w), np.bool_),
+        }
+        for name, (arr, shape, dtype) in expected.items():
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(
+                    f"{name} must be a {np.dtype(dtype).name} array of shape {shape}, got "
+                    f"{_shape_of(arr)} {getattr(arr, 'dtype', '')}"
+                )
+        m = self.moves
+        if (
+            not isinstance(m, np.ndarray)
+            or m.ndim != 4
+            or m.shape[:3] != (n, t - 1, o)
+            or m.dtype != np.int64
+        ):
+            raise ValueError(
+                f"moves must be an int64 array of shape ({n}, {t - 1}, {o}, S), "
+                f"got {_shape_of(m)} {getattr(m, 'dtype', '')}"
+            )
+        if not isinstance(self.attributes, dict) or set(self.attributes) != set(
+            _ATTRIBUTE_SPECS
+        ):
+            raise ValueError(f"attributes must be a dict with keys {sorted(_ATTRIBUTE_SPECS)}")
+        for key, (dtype, ndim) in _ATTRIBUTE_SPECS.items():
+            arr = self.attributes[key]
+            shape = (n, o, 3) if ndim == 3 else (n, o)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(
+                    f"attributes[{key!r}] must be a {np.dtype(dtype).name} array of shape "
+                    f"{shape}, got {_shape_of(arr)} {getattr(arr, 'dtype', '')}"
+                )
+        if not isinstance(self.config, dict):
+            raise ValueError("config must be a dict")
+
+    # -- sizes ---------------------------------------------------------------------------
+    @property
+    def num_sequences(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.frames.shape[1]
+
+    @property
+    def num_objects(self) -> int:
+        return self.positions.shape[2]
+
+    @property
+    def image_size(self) -> int:
+        """Side of the (square) frames, in pixels."""
+        return self.frames.shape[-1]
+
+    @property
+    def max_moves(self) -> int:
+        """Number of move slots ``S`` per transition (1 for the Random Walk)."""
+        return self.moves.shape[-1]
+
+    def __len__(self) -> int:
+        return self.num_sequences
+
+    def __getitem__(self, idx: Any) -> "VideoBatch":
+        """Subset of sequences. An int gives a batch of one sequence (dims are kept)."""
+        if isinstance(idx, numbers.Integral) and not isinstance(idx, (bool, np.bool_)):
+            n = self.num_sequences
+            if not -n <= idx < n:
+                raise IndexError(f"sequence index {idx} out of range for {n} sequences")
+            idx = slice(int(idx) % n, int(idx) % n + 1)
+        elif not isinstance(idx, slice):
+            idx = np.asarray(idx)
+            if idx.dtype != np.bool_ and not np.issubdtype(idx.dtype, np.integer):
+                raise IndexError(f"cannot index sequences with {idx.dtype} values")
+            if idx.ndim != 1:
+                raise IndexError("sequence indices must be one-dimensional")
+        return VideoBatch(
+            frames=self.frames[idx],
+            positions=self.positions[idx],
+            moves=self.moves[idx],
+            masks=self.masks[idx],
+            attributes={k: v[idx] for k, v in self.attributes.items()},
+            config=copy.deepcopy(self.config),
+        )
+
+    def to_torch(self, device: Any = None) -> Dict[str, Any]:
+        """Dict of torch tensors: ``frames`` float32, ``positions`` float32, ``moves`` long,
+        ``masks`` bool, and the attributes ``color`` float32, ``shape`` long, ``size`` long.
+
+        On the CPU the tensors share memory with the arrays when possible.
+        """
+        import torch
+
+        arrays = {
+            "frames": self.frames,
+            "positions": self.positions,
+            "moves": self.moves,
+            "masks": self.masks,
+            **self.attributes,
+        }
+        out = {}
+        for key, arr in arrays.items():
+            if not arr.flags.writeable:
+                arr = arr.copy()
+            tensor = torch.from_numpy(np.ascontiguousarray(arr))
+            out[key] = tensor if device is None else tensor.to(device)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoBatch(name={self.config.get('name')!r}, num_sequences={self.num_sequences},"
+            f" seq_len={self.seq_len}, num_objects={self.num_objects}, "
+            f"image_size={self.image_size}, max_moves={self.max_moves})"
+        )
+
+
+def _shape_of(x: Any) -> Any:
+    return getattr(x, "shape", type(x).__name__)
+
+
+# ---------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------
+class _Walk:
+    """Shared machinery: attributes, initial positions, dynamics loop and rendering."""
+
+    name = ""
+
+    def __init__(self, num_objects: int, image_size: int, step: int) -> None:
+        self.num_objects = _check_int("num_objects", num_objects)
+        self.image_size = _check_int("image_size", image_size)
+        self.step = _check_int("step", step)
+        self._stencil_cache: Dict[Tuple[int, int], np.ndarray] = {}
+
+    # -- subclasses ----------------------------------------------------------------------
+    #: Number of move slots S per transition.
+    max_slots = 1
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def _draw_attributes(self, rng: np.random.Generator, n: int):
+        """Return colours (n, O, 3) float32, shape ids (n, O) and sizes (n, O) int64."""
+        raise NotImplementedError
+
+    def _kinds(self) -> Sequence[Tuple[int, int]]:
+        """All (shape id, size) pairs this generator may draw."""
+        raise NotImplementedError
+
+    def _sample_moves(self, rng, pos, lo, hi):
+        """One transition: return (moves (n, O, S) int64, new positions (n, O, 2))."""
+        raise NotImplementedError
+
+    # -- helpers -------------------------------------------------------------------------
+    def _stencil(self, shape_id: int, size: int) -> np.ndarray:
+        key = (int(shape_id), int(size))
+        if key not in self._stencil_cache:
+            self._stencil_cache[key] = object_stencil(SHAPES[key[0]], key[1])
+        return self._stencil_cache[key]
+
+    def _check_fits(self) -> None:
+        """Ensure every admissible position has a legal move along each axis."""
+        for shape_id, size in self._kinds():
+            st = self._stencil(shape_id, size)
+            extent = int(max(np.ptp(st[:, 0]), np.ptp(st[:, 1]))) + 1
+            needed = extent + 2 * self.step - 1
+            if self.image_size < needed:
+                raise ValueError(
+                    f"image_size={self.image_size} is too small for a {SHAPES[shape_id]} of "
+                    f"size {size} ({extent} px wide) moving by step={self.step}: need "
+                    f"image_size >= {needed} (object width + 2 * step - 1)"
+                )
+
+    @staticmethod
+    def _pick_colors(rng, palette: np.ndarray, n: int, k: int) -> np.ndarray:
+        """``k`` distinct palette colours per sequence, uniformly at random."""
+        order = np.argsort(rng.random((n, len(palette))), axis=1)[:, :k]
+        return palette[order]
+
+    def _check_enough_colors(self, palette: np.ndarray) -> None:
+        if self.num_objects > len(palette):
+            raise ValueError(
+                f"num_objects={self.num_objects} exceeds the {len(palette)} distinct colors "
+                "of the palette (objects need distinct colours)"
+            )
+
+    def _base_config(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "class": type(self).__name__,
+            "num_objects": self.num_objects,
+            "image_size": self.image_size,
+            "step": self.step,
+        }
+
+    # -- generation ----------------------------------------------------------------------
+    def generate(self, num_sequences: int, seq_len: int, seed: int) -> VideoBatch:
+        """Generate ``num_sequences`` videos of ``seq_len`` frames, deterministically
+        from ``seed`` (``numpy.random.default_rng(seed)``)."""
+        n = _check_int("num_sequences", num_sequences)
+        t_len = _check_int("seq_len", seq_len)
+        if t_len < 2:
+            raise ValueError(
+                f"seq_len must be >= 2 (at least 2 frames are needed for one move), got {t_len}"
+            )
+        seed = _check_seed(seed)
+        rng = np.random.default_rng(seed)
+        o, size = self.num_objects, self.image_size
+
+        colors, shape_ids, sizes = self._draw_attributes(rng, n)
+
+        # Admissible centre range of every object: its stencil stays inside the frame.
+        lo = np.empty((n, o, 2), dtype=np.int64)
+        hi = np.empty((n, o, 2), dtype=np.int64)
+        for sid, sz in {(int(a), int(b)) for a, b in zip(shape_ids.ravel(), sizes.ravel())}:
+            st = self._stencil(sid, sz)
+            sel = (shape_ids == sid) & (sizes == sz)
+            lo[sel] = [-st[:, 1].min(), -st[:, 0].min()]  # (x, y)
+            hi[sel] = [size - 1 - st[:, 1].max(), size - 1 - st[:, 0].max()]
+
+        pos = np.empty((n, t_len, o, 2), dtype=np.int64)
+        pos[:, 0] = rng.integers(lo, hi + 1)
+        moves = np.full((n, t_len - 1, o, self.max_slots), -1, dtype=np.int64)
+        for t in range(1, t_len):
+            moves[:, t - 1], pos[:, t] = self._sample_moves(rng, pos[:, t - 1], lo, hi)
+
+        frames, masks = self._render(pos, colors, shape_ids, sizes)
+        config = dict(self.config, num_sequences=n, seq_len=t_len, seed=seed)
+        return VideoBatch(
+            frames=frames,
+            positions=pos.astype(np.float32),
+            moves=moves,
+            masks=masks,
+            attributes={"color": colors, "shape": shape_ids, "size": sizes},
+            config=config,
+        )
+
+    def _render(self, pos, colors, shape_ids, sizes):
+        """Paint objects in index order into a label map, then look colours up."""
+        n, t_len, o, _ = pos.shape
+        size = self.image_size
+        ldtype = np.uint8 if o < 255 else np.int32
+        label = np.zeros((n, t_len, size, size), dtype=ldtype)  # 0 = background
+        flat = label.reshape(-1)
+        # Flat index of each object's centre pixel: ((seq * T + t) * H + y) * W + x.
+        frame_base = (np.arange(n * t_len, dtype=np.int64) * size * size).reshape(n, t_len)
+        centre = frame_base[:, :, None] + pos[..., 1] * size + pos[..., 0]  # (n, T, O)
+        for k in range(o):
+            for sid, sz in {(int(a), int(b)) for a, b in zip(shape_ids[:, k], sizes[:, k])}:
+                st = self._stencil(sid, sz)
+                offsets = st[:, 0] * size + st[:, 1]
+                sel = (shape_ids[:, k] == sid) & (sizes[:, k] == sz)
+                c = centre[:, :, k] if sel.all() else centre[sel, :, k]
+                flat[(c[..., None] + offsets).reshape(-1)] = k + 1
+        # Colour lookup table per sequence: entry 0 is black.
+        table = np.zeros((n, o + 1, 3), dtype=np.float32)
+        table[:, 1:] = colors
+        lab = label.reshape(n, -1).astype(np.intp)
+        frames = np.empty((n, t_len, 3, size, size), dtype=np.float32)
+        for ch in range(3):
+            frames[:, :, ch] = np.take_along_axis(table[:, :, ch], lab, axis=1).reshape(
+                n, t_len, size, size
+            )
+        masks = label[:, :, None] == np.arange(1, o + 1, dtype=ldtype)[:, None, None]
+        return frames, masks
+
+
+class RandomWalk(_Walk):
+    """Random Walk dataset (Sec. 5.1): ``num_objects`` balls of radius ``radius`` with
+    distinct colours, each making one ``step``-pixel move per frame in a direction chosen
+    uniformly among up/down/left/right (moves leaving the frame are re-drawn uniformly among
+    the legal ones).
+
+    Args:
+        num_objects: balls per video (default 3, as in the paper).
+        image_size: side of the square frames (default 32, as in the paper).
+        radius: ball radius in pixels; a pixel is painted when its centre is within
+            ``radius`` of the ball centre (default :data:`TRAIN_RADIUS`).
+        step: pixels per atomic move (default :data:`TRAIN_STEP`).
+        colors: palette to draw colours from, a ``(K, 3)`` sequence of RGB values in
+            ``[0, 1]`` (default :data:`TRAIN_COLORS`). Each video draws ``num_objects``
+            distinct palette colours at random; ``attributes["color"]`` records them.
+    """
+
+    name = "random_walk"
+
+    def __init__(
+        self,
+        num_objects: int = 3,
+        image_size: int = 32,
+        radius: int = TRAIN_RADIUS,
+        step: int = TRAIN_STEP,
+        colors: Optional[Sequence[Sequence[float]]] = None,
+    ) -> None:
+        super().__init__(num_objects, image_size, step)
+        self.radius = _check_int("radius", radius)
+        self._custom_colors = colors is not None
+        self.palette = (
+            np.array(TRAIN_COLORS) if colors is None else _check_palette("colors", colors)
+        )
+        self._check_enough_colors(self.palette)
+        self._check_fits()
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        cfg = self._base_config()
+        cfg["radius"] = self.radius
+        cfg["colors"] = self.palette.tolist() if self._custom_colors else None
+        return cfg
+
+    def _kinds(self):
+        return [(0, self.radius)]
+
+    def _draw_attributes(self, rng, n):
+        colors = self._pick_colors(rng, self.palette, n, self.num_objects)
+        shape_ids = np.zeros((n, self.num_objects), dtype=np.int64)
+        sizes = np.full((n, self.num_objects), self.radius, dtype=np.int64)
+        return colors, shape_ids, sizes
+
+    def _sample_moves(self, rng, pos, lo, hi):
+        # Uniform among the legal moves == uniform draw, re-drawn when illegal.
+        cand = pos[:, :, None, :] + self.step * MOVE_VECTORS  # (n, O, 4, 2)
+        legal = np.all((cand >= lo[:, :, None]) & (cand <= hi[:, :, None]), axis=-1)
+        score = np.where(legal, rng.random(legal.shape), -1.0)
+        move = np.argmax(score, axis=-1)  # (n, O)
+        new = pos + self.step * MOVE_VECTORS[move]
+        return move[..., None], new
+
+
+class CompositionalRandomWalk(RandomWalk):
+    """Compositional Random Walk (Sec. 5.2): between two frames each ball moves by the sum
+    of ``n`` atomic moves, ``n`` uniform in ``[min_moves, max_moves]`` and each move uniform
+    among the four. ``moves[..., :n]`` records them (in order), the rest is ``-1``. If the
+    end point would leave the frame, the whole composition (``n`` and the moves) is re-drawn;
+    intermediate points may lie outside (they are never rendered).
+
+    Other arguments as in :class:`RandomWalk`.
+    """
+
+    name = "compositional"
+
+    def __init__(
+        self,
+        num_objects: int = 3,
+        image_size: int = 32,
+        radius: int = TRAIN_RADIUS,
+        step: int = TRAIN_STEP,
+        colors: Optional[Sequence[Sequence[float]]] = None,
+        max_moves: int = 5,
+        min_moves: int = 1,
+    ) -> None:
+        self.max_moves = _check_int("max_moves", max_moves)
+        self.min_moves = _check_int("min_moves", min_moves)
+        if self.min_moves > self.max_moves:
+            raise ValueError(
+                f"min_moves={self.min_moves} must not exceed max_moves={self.max_moves}"
+            )
+        super().__init__(num_objects, image_size, radius, step, colors)
+
+    @property
+    def max_slots(self) -> int:  # type: ignore[override]
+        return self.max_moves
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        cfg = super().config
+        cfg["max_moves"] = self.max_moves
+        cfg["min_moves"] = self.min_moves
+        return cfg
+
+    def _draw_compositions(self, rng, count):
+        n_moves = rng.integers(self.min_moves, self.max_moves + 1, size=count)
+        moves = rng.integers(0, 4, size=(count, self.max_moves))
+        moves[np.arange(self.max_moves) >= n_moves[:, None]] = -1
+        disp = self.step * np.where(moves[..., None] >= 0, MOVE_VECTORS[moves], 0).sum(axis=1)
+        return moves, disp
+
+    def _sample_moves(self, rng, pos, lo, hi):
+        n, o, _ = pos.shape
+        flat_pos, flat_lo, flat_hi = pos.reshape(-1, 2), lo.reshape(-1, 2), hi.reshape(-1, 2)
+        moves = np.empty((n * o, self.max_moves), dtype=np.int64)
+        new = np.empty((n * o, 2), dtype=np.int64)
+        todo = np.arange(n * o)
+        for _ in range(10_000):
+            mv, disp = self._draw_compositions(rng, len(todo))
+            end = flat_pos[todo] + disp
+            ok = np.all((end >= flat_lo[todo]) & (end <= flat_hi[todo]), axis=1)
+            moves[todo[ok]], new[todo[ok]] = mv[ok], end[ok]
+            todo = todo[~ok]
+            if len(todo) == 0:
+                return moves.reshape(n, o, -1), new.reshape(n, o, 2)
+        raise RuntimeError("could not draw a composition that stays inside the frame")
+
+
+class OODRandomWalk(_Walk):
+    """Out-of-distribution objects (Sec. 5.3) following the Random Walk dynamics (``S = 1``).
+
+    Every object of every video draws (from the seed) a shape from ``shapes`` (never
+    "ball"), a half-size from ``sizes`` (never ``train_radius``) and a colour from
+    ``colors`` (default :data:`OOD_COLORS`, distinct within a video, far from every training
+    colour). ``positions`` is the object's centre: the centre of symmetry for square,
+    diamond and cross, and the pixel nearest to the centroid for the triangle.
+    """
+
+    name = "ood"
+
+    def __init__(
+        self,
+        num_objects: int = 3,
+        image_size: int = 32,
+        step: int = TRAIN_STEP,
+        shapes: Sequence[str] = OOD_SHAPES,
+        sizes: Sequence[int] = OOD_SIZES,
+        colors: Optional[Sequence[Sequence[float]]] = None,
+        train_radius: int = TRAIN_RADIUS,
+    ) -> None:
+        super().__init__(num_objects, image_size, step)
+        self.train_radius = _check_int("train_radius", train_radius)
+        if isinstance(shapes, str) or len(shapes) == 0:
+            raise ValueError(f"shapes must be a non-empty sequence of names, got {shapes!r}")
+        for s in shapes:
+            if s not in OOD_SHAPES:
+                raise ValueError(f"shapes: {s!r} is not an OOD shape, choose from {OOD_SHAPES}")
+        self.shapes = tuple(dict.fromkeys(shapes))
+        if isinstance(sizes, numbers.Integral) or len(sizes) == 0:
+            raise ValueError(f"sizes must be a non-empty sequence of integers, got {sizes!r}")
+        self.sizes = tuple(dict.fromkeys(_check_int("sizes", s) for s in sizes))
+        if self.train_radius in self.sizes:
+            raise ValueError(
+                f"sizes must not contain the training radius {self.train_radius}, got "
+                f"{self.sizes}"
+            )
+        self._custom_colors = colors is not None
+        self.palette = np.array(OOD_COLORS) if colors is None else _check_palette(
+            "colors", colors
+        )
+        dist = np.abs(self.palette[:, None, :] - TRAIN_COLORS[None]).max(axis=-1)
+        if dist.min() < _MIN_OOD_COLOR_DISTANCE:
+            raise ValueError(
+                "colors: every OOD colour must differ from every training colour by at least "
+                f"{_MIN_OOD_COLOR_DISTANCE} in some channel"
+            )
+        self._check_enough_colors(self.palette)
+        self._shape_ids = np.array([SHAPES.index(s) for s in self.shapes], dtype=np.int64)
+        self._check_fits()
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        cfg = self._base_config()
+        cfg["shapes"] = list(self.shapes)
+        cfg["sizes"] = list(self.sizes)
+        cfg["colors"] = self.palette.tolist() if self._custom_colors else None
+        cfg["train_radius"] = self.train_radius
+        return cfg
+
+    def _kinds(self):
+        return [(int(s), z) for s in self._shape_ids for z in self.sizes]
+
+    def _draw_attributes(self, rng, n):
+        o = self.num_objects
+        colors = self._pick_colors(rng, self.palette, n, o)
+        shape_ids = self._shape_ids[rng.integers(0, len(self._shape_ids), size=(n, o))]
+        sizes = np.asarray(self.sizes, dtype=np.int64)[rng.integers(0, len(self.sizes), (n, o))]
+        return colors, shape_ids, sizes
+
+    _sample_moves = RandomWalk._sample_moves
+
+
+#: Dataset name -> generator class.
+DATASETS = {
+    RandomWalk.name: RandomWalk,
+    CompositionalRandomWalk.name: CompositionalRandomWalk,
+    OODRandomWalk.name: OODRandomWalk,
+}
+
+
+def make_dataset(name: str, **kwargs: Any) -> _Walk:
+    """Build a generator by name: ``"random_walk"``, ``"compositional"`` or ``"ood"``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return DATASETS[name](**kwargs)

@@ -1,0 +1,54 @@
+"""``Trace_ELBO`` that also reports the paper's three ELBO terms (Sec. 3.3).
+
+``TermsELBO().loss_and_terms(model, guide, frames)`` returns the same differentiable loss as
+``Trace_ELBO().differentiable_loss`` (every site of VIM is reparameterised, so there is no
+score-function term) together with, per video: ``recon`` (-log p(x | h)), ``kl_z`` (Gaussian KL
+of the updates z_t, unscaled), ``kl_r`` (module KL of r_t) and ``kl_z0`` (zero when the guide uses
+the discovery model for z_0, as VIM's does).
+"""
+from collections import defaultdict
+from typing import Dict, Tuple
+
+import torch
+from pyro.infer import Trace_ELBO
+
+
+def _term(name: str) -> str:
+    if name == "x":
+        return "recon"
+    if name == "z_0":
+        return "kl_z0"
+    if name.startswith("r_"):
+        return "kl_r"
+    if name.startswith("z_"):
+        return "kl_z"
+    return "other"
+
+
+class TermsELBO(Trace_ELBO):
+    def loss_and_terms(self, model, guide, *args, **kwargs) -> Tuple[torch.Tensor, Dict[str, float]]:
+        loss = 0.0
+        terms: Dict[str, float] = defaultdict(float)
+        n_videos = None
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            particle = 0.0
+            for name, site in model_trace.nodes.items():
+                if site["type"] != "sample":
+                    continue
+                lp = site["log_prob_sum"]
+                particle = particle + lp
+                unscaled = float(lp.detach()) / float(site["scale"])
+                if site["is_observed"]:
+                    terms[_term(name)] -= unscaled
+                    n_videos = site["value"].shape[0]
+                else:
+                    terms[_term(name)] -= unscaled
+            for name, site in guide_trace.nodes.items():
+                if site["type"] != "sample" or site["is_observed"]:
+                    continue
+                lp = site["log_prob_sum"]
+                particle = particle - lp
+                terms[_term(name)] += float(lp.detach()) / float(site["scale"])
+            loss = loss - particle / self.num_particles
+        n = float(n_videos or 1) * self.num_particles
+        return loss, {k: v / n for k, v in terms.items()}

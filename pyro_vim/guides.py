@@ -1,0 +1,76 @@
+"""Variational guides q(z_0, r, z | x) (Sec. 3.2, Eq. 3).
+
+A guide is a ``PyroModule`` with ``selection_logits`` and ``update_posterior``; ``VIM.guide`` runs
+the recurrence and calls them at every step, so a guide can be swapped with
+``VIM(config, guide=...)``.
+
+:class:`SlotAttentionGuide` (default): at each step one slot-attention step from the slots
+h_{t-1} onto the encoded target frame x_t gives each slot its grouping x̂_t^k (Eq. 4), here a
+pair (observed position p̂, features).  The module-selection posterior scores every candidate
+s_m = f_m(h_{t-1}) by how well it explains that observed state: a distance attention
+``-|p̂ - pos(s_m)|^2 / (2 tau^2)`` plus a learned key-query term between x̂ and the candidates.  The
+latent-update posterior is N(MLP([f(h); x̂])) whose position mean starts at the residual
+p̂ - pos(candidate), so that the slots keep tracking the observed objects.
+
+:class:`KeyQueryGuide` (ablation): the paper's plain key-query selection between x̂ features and
+the candidates, without the position distance.
+"""
+import math
+
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn import functional as F
+
+from .nn import MLP, KeyQuery
+
+
+class SlotAttentionGuide(PyroModule):
+    def __init__(self, slot_dim: int, hidden: int = 64, key_dim: int = 32,
+                 position_score: bool = True, init_tau_pixels: float = 1.0,
+                 image_size: int = 32):
+        super().__init__()
+        state = 2 + slot_dim
+        self.position_score = position_score
+        self.keyquery = KeyQuery(state + slot_dim, state, hidden, key_dim)
+        pixel = 2.0 / (image_size - 1)
+        self.log_tau = nn.Parameter(torch.tensor(math.log(init_tau_pixels * pixel)))
+        self.kq_gain = nn.Parameter(torch.tensor(0.0 if position_score else 1.0))
+        self.post = MLP(2 * state + slot_dim + 2, hidden, 2 * state)
+        with torch.no_grad():
+            self.post[-1].weight.mul_(0.01)
+            self.post[-1].bias.zero_()
+            self.post[-1].bias[state:].fill_(-3.0)
+
+    def selection_logits(self, h, cand_pos, cand_feat, obs):
+        """(N, K, M) logits of q(r_t | h_{t-1}, x_t)."""
+        query = torch.cat([obs.pos, obs.feat, obs.update], -1)
+        keys = torch.cat([cand_pos, cand_feat], -1)
+        logits = self.kq_gain * self.keyquery(query, keys)
+        if self.position_score:
+            dist2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
+            logits = logits - 0.5 * dist2 / self.log_tau.exp().pow(2)
+        return logits
+
+    def update_posterior(self, h, mix_pos, mix_feat, obs):
+        """loc, scale of q(z_t | r_t, h_{t-1}, x_t) over the state (pos, feat)."""
+        residual = obs.pos - mix_pos
+        x = torch.cat([mix_pos, mix_feat, obs.pos, obs.feat, obs.update, residual], -1)
+        out = self.post(x)
+        state = out.shape[-1] // 2
+        loc = out[..., :state]
+        if self.position_score:
+            loc = torch.cat([loc[..., :2] + residual, loc[..., 2:]], -1)
+        scale = F.softplus(out[..., state:]) + 1e-4
+        return loc, scale
+
+
+class KeyQueryGuide(SlotAttentionGuide):
+    """Ablation: the paper's key-query selection on x̂ features, no position distance."""
+
+    def __init__(self, slot_dim: int, **kwargs):
+        kwargs["position_score"] = False
+        super().__init__(slot_dim, **kwargs)
+
+
+GUIDES = {"slot_attention": SlotAttentionGuide, "keyquery": KeyQueryGuide}

@@ -1,0 +1,287 @@
+"""The VIM generative model as a Pyro program (Sec. 3, Eq. 2) and its guide's recurrence.
+
+Sites (the paper's symbols), under the plates ``videos`` (dim -2) and ``slots`` (dim -1):
+
+* ``z_0``    Normal, event dim 1: the initial slot states from the discovery model p(z_0 | c),
+             slot attention over the context frame c = x_0.
+* ``r_{t}``  SafeRelaxedOneHotCategorical over M modules, t = 1..T-1: module choice per slot,
+             prior by key-query attention between the slot and the candidates (Sec. 3.1).
+* ``z_{t}``  Normal, event dim 1: Gaussian additive update, prior N(MLP(f(h))) (Sec. 3.1),
+             scaled by ``poutine.scale(z_kl_weight)`` for annealing (Sec. 3.3's tension).
+* ``x``      SpatialGaussianMixture, observed: all frames, decoded in one batched call.
+
+The slot state is h = (pos, feat): an explicit 2-D position (normalised image coordinates) and
+appearance features.  h_t = (pos_{t-1} + sum_m r_m dpos_m + z^pos,
+LayerNorm(feat_{t-1} + sum_m r_m dfeat_m + z^feat)), the paper's
+h_t = LayerNorm(h_{t-1} + z_t + f(h_{t-1}, r_t)) with the position kept out of the LayerNorm.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, NamedTuple, Optional
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn import functional as F
+
+from .config import VIMConfig
+from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
+from .guides import SlotAttentionGuide
+from .nn import MLP, BroadcastDecoder, Encoder, SlotAttention, TransitionModules, coordinate_grid
+from .priors import KeyQueryPrior
+
+
+class SlotState(NamedTuple):
+    """h_t for every video and slot."""
+    pos: torch.Tensor    # (N, K, 2) normalised (x, y)
+    feat: torch.Tensor   # (N, K, D)
+
+
+class StepRecord(NamedTuple):
+    """What one transition step of the guide computed (used by ``infer``)."""
+    selection_logits: torch.Tensor   # (N, K, M)
+    selection: torch.Tensor          # (N, K, M) the sampled / hard one-hot r_t
+    observed_pos: torch.Tensor       # (N, K, 2) slot-attention position on frame t
+
+
+def _inverse_softplus(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+class VIM(PyroModule):
+    """Variational Independent Modules.  ``VIM(config)``; ``.model(frames)``, ``.guide(frames)``."""
+
+    def __init__(self, config: Optional[VIMConfig] = None, prior: Optional[nn.Module] = None,
+                 guide: Optional[nn.Module] = None):
+        super().__init__()
+        if config is None:
+            config = VIMConfig.preset("cpu")
+        if not isinstance(config, VIMConfig):
+            raise TypeError(f"VIM expects a VIMConfig, got {type(config).__name__}")
+        config.validate()
+        self.config = c = config
+        pixel = 2.0 / (c.image_size - 1)
+        self.encoder = Encoder(c.encoder_channels, c.encoder_kernel, c.encoder_layers)
+        self.slot_attention = SlotAttention(c.num_slots, c.encoder_channels, c.slot_dim,
+                                            hidden_dim=c.update_hidden)
+        self.decoder = BroadcastDecoder(c.slot_dim, c.image_size, c.decoder_channels,
+                                        c.decoder_kernel, c.decoder_layers)
+        self.transition = TransitionModules(c.num_modules, c.slot_dim, c.module_hidden,
+                                            init_scale=c.module_init_scale * pixel)
+        self.state_norm = nn.LayerNorm(c.slot_dim)
+        self.prior = prior if prior is not None else KeyQueryPrior(
+            c.state_dim, c.update_hidden, c.keyquery_dim)
+        self.update_prior = MLP(c.state_dim, c.update_hidden, 2 * c.state_dim)
+        with torch.no_grad():
+            last = self.update_prior[-1]
+            last.weight.mul_(0.01)
+            last.bias.zero_()
+            last.bias[c.state_dim:c.state_dim + 2].fill_(_inverse_softplus(0.5 * pixel))
+            last.bias[c.state_dim + 2:].fill_(_inverse_softplus(0.1))
+        self.posterior = guide if guide is not None else SlotAttentionGuide(
+            c.slot_dim, c.update_hidden, c.keyquery_dim, image_size=c.image_size)
+        self.register_buffer("grid", coordinate_grid(c.image_size, c.image_size))
+        self.register_buffer("temperature", torch.tensor(float(c.temperature)))
+        self.register_buffer("z0_scale", torch.tensor(float(c.z0_scale)))
+        self.z_kl_weight = 1.0
+
+    # ------------------------------------------------------------------ validation
+    def check_frames(self, frames, min_frames: int = 2) -> torch.Tensor:
+        """Validate a (N, T, 3, H, W) float tensor in [0, 1]; raise a clear error otherwise."""
+        expected = f"(N, T, 3, {self.config.image_size}, {self.config.image_size})"
+        if not isinstance(frames, torch.Tensor):
+            raise TypeError(f"frames must be a torch.Tensor of shape {expected}, got "
+                            f"{type(frames).__name__}")
+        if not frames.is_floating_point():
+            raise TypeError(f"frames must be floating point in [0, 1] (got dtype {frames.dtype}; "
+                            "convert uint8 images with frames.float() / 255)")
+        if frames.dim() != 5 or frames.shape[2] != 3:
+            raise ValueError(f"frames must have shape {expected}, got {tuple(frames.shape)}")
+        size = self.config.image_size
+        if frames.shape[-2:] != (size, size):
+            raise ValueError(f"frames are {frames.shape[-2]}x{frames.shape[-1]} but the config's "
+                             f"image_size is {size}: expected {expected}")
+        if frames.shape[0] == 0:
+            raise ValueError(f"frames is an empty batch (N=0); expected {expected}")
+        if frames.shape[1] < min_frames:
+            raise ValueError(f"frames has {frames.shape[1]} frame(s); VIM needs at least "
+                             f"{min_frames} (a context frame and a next frame)")
+        if not torch.isfinite(frames).all():
+            raise ValueError("frames contain NaN or inf values")
+        if frames.min() < 0 or frames.max() > 1:
+            raise ValueError(f"frames must lie in [0, 1], got values in "
+                             f"[{frames.min().item():.3g}, {frames.max().item():.3g}]")
+        param = next(self.parameters())
+        return frames.to(device=param.device, dtype=param.dtype)
+
+    # ------------------------------------------------------------------ deterministic pieces
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """All frames in one batched call: (N, T, 3, H, W) -> (N, T, H*W, C)."""
+        n, t = frames.shape[:2]
+        return self.encoder(frames.reshape(n * t, *frames.shape[2:])).reshape(n, t, -1,
+                                                                               self.encoder.out_dim)
+
+    def discover(self, context_features: torch.Tensor):
+        """Parameters of p(z_0 | c): slot attention on the context frame's features (N, HW, C)."""
+        sa = self.slot_attention(context_features, self.grid, iters=self.config.discovery_iters)
+        loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
+        return loc, self.z0_scale.expand(loc.shape)
+
+    def candidates(self, h: SlotState):
+        """s^k_t = {f_m(h^k_{t-1})}: (N, K, M, 2) positions and (N, K, M, D) features."""
+        dpos, dfeat = self.transition(h.pos, h.feat)
+        return h.pos.unsqueeze(-2) + dpos, h.feat.unsqueeze(-2) + dfeat
+
+    @staticmethod
+    def mix(r: torch.Tensor, cand_pos: torch.Tensor, cand_feat: torch.Tensor):
+        """f(h, r): the candidates weighted by the (relaxed) one-hot choice r (N, K, M)."""
+        w = r.unsqueeze(-1)
+        return (w * cand_pos).sum(-2), (w * cand_feat).sum(-2)
+
+    def latent_update_prior(self, mix_pos, mix_feat):
+        out = self.update_prior(torch.cat([mix_pos, mix_feat], -1))
+        s = self.config.state_dim
+        return out[..., :s], F.softplus(out[..., s:]) + 1e-4
+
+    def update(self, mix_pos, mix_feat, z) -> SlotState:
+        """g(h_{t-1}, z_t, r_t) of Eq. 2."""
+        return SlotState(mix_pos + z[..., :2], self.state_norm(mix_feat + z[..., 2:]))
+
+    def observe(self, features, h: SlotState, iters: Optional[int] = None):
+        """Slot attention from h_{t-1} onto an encoded frame (N, HW, C): x̂^k_t of Eq. 4."""
+        return self.slot_attention(features, self.grid, pos=h.pos, feat=h.feat,
+                                   iters=iters or self.config.track_iters)
+
+    def decode(self, pos: torch.Tensor, feat: torch.Tensor):
+        """Decode all (..., K) slots at once -> rgb (..., K, 3, H, W), mask logits (..., K, H, W)."""
+        lead = pos.shape[:-1]
+        rgb, logits = self.decoder(pos.reshape(-1, 2), feat.reshape(-1, feat.shape[-1]),
+                                   self.grid)
+        s = self.config.image_size
+        return rgb.reshape(*lead, 3, s, s), logits.reshape(*lead, s, s)
+
+    def likelihood(self, states: List[SlotState]) -> SpatialGaussianMixture:
+        pos = torch.stack([h.pos for h in states], 1)      # (N, T, K, 2)
+        feat = torch.stack([h.feat for h in states], 1)
+        rgb, logits = self.decode(pos, feat)
+        return SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
+
+    # ------------------------------------------------------------------ the Pyro program
+    def _plates(self, n: int):
+        return (pyro.plate("videos", n, dim=-2), pyro.plate("slots", self.config.num_slots, dim=-1))
+
+    def model(self, frames: torch.Tensor):
+        """p(x, r, z | c) of Eq. 2; ``frames`` (N, T, 3, H, W) in [0, 1], c = frames[:, 0]."""
+        return self._model(self.check_frames(frames))
+
+    def guide(self, frames: torch.Tensor):
+        """q(z_0, r, z | x) of Eq. 3 (amortised, slot attention)."""
+        return self._guide(self.check_frames(frames))
+
+    def _model(self, frames: torch.Tensor, observe: bool = True):
+        n, t_len = frames.shape[:2]
+        videos, slots = self._plates(n)
+        loc, scale = self.discover(self.encoder(frames[:, 0]))
+        with videos, slots:
+            z0 = pyro.sample("z_0", dist.Normal(loc, scale).to_event(1))
+        h = SlotState(z0[..., :2], z0[..., 2:])
+        states = [h]
+        for t in pyro.markov(range(1, t_len)):
+            cand_pos, cand_feat = self.candidates(h)
+            logits = self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
+            with videos, slots:
+                r = pyro.sample(f"r_{t}", SafeRelaxedOneHotCategorical(self.temperature,
+                                                                       logits=logits))
+                mix_pos, mix_feat = self.mix(r, cand_pos, cand_feat)
+                z_loc, z_scale = self.latent_update_prior(mix_pos, mix_feat)
+                with poutine.scale(scale=self.z_kl_weight):
+                    z = pyro.sample(f"z_{t}", dist.Normal(z_loc, z_scale).to_event(1))
+            h = self.update(mix_pos, mix_feat, z)
+            states.append(h)
+        likelihood = self.likelihood(states)
+        if observe:
+            with videos:
+                pyro.sample("x", _lift(likelihood), obs=frames.unsqueeze(1))
+        return states, likelihood
+
+    def _guide(self, frames: torch.Tensor, hard: bool = False):
+        """The guide's recurrence.  ``hard=True``: no sampling, argmax r and mean z (evaluation)."""
+        n, t_len = frames.shape[:2]
+        videos, slots = self._plates(n)
+        features = self.encode(frames)                    # every frame in one call
+        loc, scale = self.discover(features[:, 0])
+        with videos, slots:
+            z0 = loc if hard else pyro.sample("z_0", dist.Normal(loc, scale).to_event(1))
+        h = SlotState(z0[..., :2], z0[..., 2:])
+        states, records = [h], []
+        for t in pyro.markov(range(1, t_len)):
+            obs = self.observe(features[:, t], h)
+            cand_pos, cand_feat = self.candidates(h)
+            logits = self.posterior.selection_logits(h, cand_pos, cand_feat, obs)
+            q_r = SafeRelaxedOneHotCategorical(self.temperature, logits=logits)
+            with videos, slots:
+                r = q_r.probs_mode if hard else pyro.sample(f"r_{t}", q_r)
+                mix_pos, mix_feat = self.mix(r, cand_pos, cand_feat)
+                z_loc, z_scale = self.posterior.update_posterior(h, mix_pos, mix_feat, obs)
+                if hard:
+                    z = z_loc
+                else:
+                    with poutine.scale(scale=self.z_kl_weight):
+                        z = pyro.sample(f"z_{t}", dist.Normal(z_loc, z_scale).to_event(1))
+            h = self.update(mix_pos, mix_feat, z)
+            states.append(h)
+            records.append(StepRecord(logits, r, obs.pos))
+        return states, records
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def infer(self, frames: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Posterior summary with hard (argmax) module choices and mean updates.
+
+        Returns ``slots`` (N, T, K, 2 + D) = (pos, feat), ``positions`` (N, T, K, 2) in pixels
+        (x = column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K),
+        ``masks`` (N, T, K, H, W) and ``recon`` (N, T, 3, H, W).
+        """
+        frames = self.check_frames(frames)
+        states, records = self._guide(frames, hard=True)
+        likelihood = self.likelihood(states)
+        pos = torch.stack([h.pos for h in states], 1)
+        feat = torch.stack([h.feat for h in states], 1)
+        probs = torch.stack([r.selection_logits.softmax(-1) for r in records], 1)
+        return {
+            "slots": torch.cat([pos, feat], -1),
+            "positions": (pos + 1.0) * ((self.config.image_size - 1) / 2.0),
+            "selection_probs": probs,
+            "selections": probs.argmax(-1),
+            "masks": likelihood.masks,
+            "recon": likelihood.mean,
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str, **extra) -> None:
+        from .checkpoint import save_checkpoint
+        save_checkpoint(path, model=self, **extra)
+
+    @classmethod
+    def load(cls, path: str, map_location="cpu") -> "VIM":
+        from .checkpoint import load_checkpoint
+        ckpt = load_checkpoint(path, map_location=map_location)
+        vim = cls(VIMConfig.from_dict(ckpt["config"]))
+        vim.load_state_dict(ckpt["model"])
+        return vim
+
+    def __repr__(self):
+        c = self.config
+        return f"VIM(K={c.num_slots}, M={c.num_modules}, image_size={c.image_size})"
+
+
+def _lift(likelihood: SpatialGaussianMixture):
+    """(N, T) x (3, H, W) mixture -> batch (N, 1), event (T, 3, H, W) for the ``videos`` plate."""
+    lifted = SpatialGaussianMixture(likelihood.means.unsqueeze(1),
+                                    likelihood.mask_logits.unsqueeze(1), likelihood.scale)
+    return lifted.to_event(1)
+

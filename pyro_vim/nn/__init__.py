@@ -1,0 +1,8 @@
+"""Pyro-free torch networks of VIM (Appendix A): encoder, slot attention, decoder, transitions."""
+from .decoder import BroadcastDecoder
+from .encoder import Encoder, coordinate_grid, pixels_to_coords, coords_to_pixels
+from .slot_attention import SlotAttention
+from .transition import KeyQuery, TransitionModules, MLP
+
+__all__ = ["BroadcastDecoder", "Encoder", "SlotAttention", "TransitionModules", "KeyQuery",
+           "MLP", "coordinate_grid", "pixels_to_coords", "coords_to_pixels"]

@@ -1,0 +1,76 @@
+"""The M independently parametrised transition modules and the key-query scorer (Sec. 3.1, A.1).
+
+A slot state is h = (pos, feat).  Module m maps h to an additive update
+f_m(h) = (dpos_m, dfeat_m) (Table 4 sizes), so candidate m is s_m = (pos + dpos_m, feat + dfeat_m).
+The M MLPs are stored as stacked weights and evaluated in one batched call.  Modules start near
+the identity: the last layer's weights are small and each module's position bias is a translation
+of ``init_scale`` (normalised units) in its own direction, spread around the circle from a random
+angle, so that the modules start distinct but uninformed.
+"""
+import math
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Sequential):
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int = 2):
+        mods, d = [], in_dim
+        for _ in range(layers - 1):
+            mods += [nn.Linear(d, hidden), nn.ReLU()]
+            d = hidden
+        mods.append(nn.Linear(d, out_dim))
+        super().__init__(*mods)
+
+
+class StackedLinear(nn.Module):
+    """M independent linear maps applied to (..., M, in) -> (..., M, out)."""
+
+    def __init__(self, num: int, in_dim: int, out_dim: int, weight_scale: float = 1.0):
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(num, in_dim, out_dim).uniform_(-bound, bound)
+                                   * weight_scale)
+        self.bias = nn.Parameter(torch.empty(num, out_dim).uniform_(-bound, bound) * weight_scale)
+
+    def forward(self, x):
+        return torch.einsum("...mi,mio->...mo", x, self.weight) + self.bias
+
+
+class TransitionModules(nn.Module):
+    def __init__(self, num_modules: int, slot_dim: int, hidden: int = 64,
+                 init_scale: float = 0.1):
+        super().__init__()
+        self.num_modules, self.slot_dim = num_modules, slot_dim
+        in_dim = 2 + slot_dim
+        self.norm = nn.LayerNorm(slot_dim)
+        self.l1 = StackedLinear(num_modules, in_dim, hidden)
+        self.l2 = StackedLinear(num_modules, hidden, hidden)
+        self.l3 = StackedLinear(num_modules, hidden, 2 + slot_dim, weight_scale=0.01)
+        with torch.no_grad():
+            phase = torch.rand(()) * 2 * math.pi
+            angles = phase + torch.arange(num_modules) * (2 * math.pi / num_modules)
+            self.l3.bias[:, :2] = init_scale * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+            self.l3.bias[:, 2:] = 0.0
+
+    def forward(self, pos: torch.Tensor, feat: torch.Tensor):
+        """pos (..., 2), feat (..., D) -> updates dpos (..., M, 2), dfeat (..., M, D)."""
+        x = torch.cat([pos, self.norm(feat)], -1)
+        x = x.unsqueeze(-2).expand(*x.shape[:-1], self.num_modules, x.shape[-1])
+        x = self.l3(torch.relu(self.l2(torch.relu(self.l1(x)))))
+        return x[..., :2], x[..., 2:]
+
+
+class KeyQuery(nn.Module):
+    """Key-query attention logits between one query per slot and M keys (A.1: 2-layer MLPs)."""
+
+    def __init__(self, query_dim: int, key_dim: int, hidden: int = 64, out_dim: int = 32):
+        super().__init__()
+        self.query = MLP(query_dim, hidden, out_dim)
+        self.key = MLP(key_dim, hidden, out_dim)
+        self.scale = 1.0 / math.sqrt(out_dim)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query (..., Q), keys (..., M, Kd) -> logits (..., M)."""
+        q = self.query(query).unsqueeze(-2)
+        return (q * self.key(keys)).sum(-1) * self.scale

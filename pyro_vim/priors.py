@@ -1,0 +1,32 @@
+"""Module-selection priors p(r_t^k | h_{t-1}^k) (Sec. 3.1, "Module Selection Prior").
+
+A prior is a ``PyroModule`` with ``logits(pos, feat, cand_pos, cand_feat) -> (N, K, M)``; pass one
+to ``VIM(config, prior=...)`` to swap it (the ablations of the design card).
+
+* :class:`KeyQueryPrior` — the paper's: query from the slot state, keys from the M candidates.
+* :class:`UniformPrior` — no learned preference: every module equally likely.
+A one-module monolithic transition is ``VIMConfig(num_modules=1)`` with either prior.
+"""
+import torch
+from pyro.nn import PyroModule
+
+from .nn import KeyQuery
+
+
+class KeyQueryPrior(PyroModule):
+    def __init__(self, state_dim: int, hidden: int = 64, key_dim: int = 32):
+        super().__init__()
+        self.attention = KeyQuery(state_dim, state_dim, hidden, key_dim)
+
+    def logits(self, pos, feat, cand_pos, cand_feat) -> torch.Tensor:
+        query = torch.cat([pos, feat], -1)
+        keys = torch.cat([cand_pos, cand_feat], -1)
+        return self.attention(query, keys)
+
+
+class UniformPrior(PyroModule):
+    def logits(self, pos, feat, cand_pos, cand_feat) -> torch.Tensor:
+        return torch.zeros(cand_pos.shape[:-1], dtype=pos.dtype, device=pos.device)
+
+
+PRIORS = {"keyquery": KeyQueryPrior, "uniform": UniformPrior}

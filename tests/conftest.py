@@ -1,0 +1,16 @@
+"""Shared pytest set-up: Pyro validation on, one fixed seed per test, small thread count."""
+import pyro
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_validate():
+    pyro.enable_validation(True)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+torch.set_num_threads(2)
