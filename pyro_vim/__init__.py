@@ -1,7 +1,13 @@
 """pyro-vim: VIM (Variational Independent Modules for Video Prediction, Assouel et al. 2022)."""
 from .config import VIMConfig
-from .data import (MOVES, CompositionalRandomWalk, OODRandomWalk, RandomWalk, VideoBatch,
-                   make_dataset)
+from .data import (
+                   MOVES,
+                   CompositionalRandomWalk,
+                   OODRandomWalk,
+                   RandomWalk,
+                   VideoBatch,
+                   make_dataset,
+)
 from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
 from .guides import KeyQueryGuide, SlotAttentionGuide
 from .model import VIM, SlotState

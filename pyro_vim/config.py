@@ -41,6 +41,7 @@ class VIMConfig:
     temperature: float = 1.0    # relaxed one-hot temperature (A.1: fixed at 1)
     sigma_x: float = 0.1        # std of each pixel's Gaussian mixture components
     z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
+    selection_scale: float = 1.0  # pixels: distance scale of the module-selection posterior
     # -- training ----------------------------------------------------------------------------
     batch_size: int = 32
     lr: float = 1e-3
@@ -76,7 +77,8 @@ class VIMConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"VIMConfig.{name} must be a positive int, got {value!r}")
-        for name in ("temperature", "sigma_x", "z0_scale", "lr", "pretrain_lr", "clip_norm"):
+        for name in ("temperature", "sigma_x", "z0_scale", "selection_scale", "lr",
+                     "pretrain_lr", "clip_norm"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"VIMConfig.{name} must be a positive number, got {value!r}")
@@ -144,7 +146,8 @@ class VIMConfig:
         if self.z_kl_anneal_steps == 0:
             return float(self.z_kl_weight_end)
         frac = min(1.0, step / self.z_kl_anneal_steps)
-        return float(self.z_kl_weight_start + frac * (self.z_kl_weight_end - self.z_kl_weight_start))
+        start, end = self.z_kl_weight_start, self.z_kl_weight_end
+        return float(start + frac * (end - start))
 
 
 def grid_coords(image_size: int) -> Tuple[float, float]:

@@ -24,6 +24,10 @@ class SafeRelaxedOneHotCategorical(RelaxedOneHotCategorical):
     with s_i = logits_i - tau log x_i and x clamped to [tiny, 1] before the log.
     """
 
+    def rsample(self, sample_shape=torch.Size()):
+        x = super().rsample(sample_shape)
+        return x / x.sum(-1, keepdim=True)  # exact simplex despite float rounding
+
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)

@@ -26,7 +26,8 @@ def _term(name: str) -> str:
 
 
 class TermsELBO(Trace_ELBO):
-    def loss_and_terms(self, model, guide, *args, **kwargs) -> Tuple[torch.Tensor, Dict[str, float]]:
+    def loss_and_terms(self, model, guide, *args,
+                       **kwargs) -> Tuple[torch.Tensor, Dict[str, float]]:
         loss = 0.0
         terms: Dict[str, float] = defaultdict(float)
         n_videos = None

@@ -15,8 +15,6 @@ p̂ - pos(candidate), so that the slots keep tracking the observed objects.
 :class:`KeyQueryGuide` (ablation): the paper's plain key-query selection between x̂ features and
 the candidates, without the position distance.
 """
-import math
-
 import torch
 from pyro.nn import PyroModule
 from torch import nn
@@ -27,15 +25,17 @@ from .nn import MLP, KeyQuery
 
 class SlotAttentionGuide(PyroModule):
     def __init__(self, slot_dim: int, hidden: int = 64, key_dim: int = 32,
-                 position_score: bool = True, init_tau_pixels: float = 1.0,
+                 position_score: bool = True, scale_pixels: float = 1.0,
                  image_size: int = 32):
         super().__init__()
         state = 2 + slot_dim
         self.position_score = position_score
         self.keyquery = KeyQuery(state + slot_dim, state, hidden, key_dim)
         pixel = 2.0 / (image_size - 1)
-        self.log_tau = nn.Parameter(torch.tensor(math.log(init_tau_pixels * pixel)))
-        self.kq_gain = nn.Parameter(torch.tensor(0.0 if position_score else 1.0))
+        # a fixed distance scale: learned, the relaxed module KL pushes it up until the choices
+        # blur and the modules collapse onto their mean (measured; see BENCHMARKS.md)
+        self.register_buffer("tau", torch.tensor(scale_pixels * pixel))
+        self.kq_gain = nn.Parameter(torch.tensor(0.1 if position_score else 1.0))
         self.post = MLP(2 * state + slot_dim + 2, hidden, 2 * state)
         with torch.no_grad():
             self.post[-1].weight.mul_(0.01)
@@ -49,7 +49,7 @@ class SlotAttentionGuide(PyroModule):
         logits = self.kq_gain * self.keyquery(query, keys)
         if self.position_score:
             dist2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
-            logits = logits - 0.5 * dist2 / self.log_tau.exp().pow(2)
+            logits = logits - 0.5 * dist2 / self.tau.pow(2)
         return logits
 
     def update_posterior(self, h, mix_pos, mix_feat, obs):

@@ -83,7 +83,8 @@ class VIM(PyroModule):
             last.bias[c.state_dim:c.state_dim + 2].fill_(_inverse_softplus(0.5 * pixel))
             last.bias[c.state_dim + 2:].fill_(_inverse_softplus(0.1))
         self.posterior = guide if guide is not None else SlotAttentionGuide(
-            c.slot_dim, c.update_hidden, c.keyquery_dim, image_size=c.image_size)
+            c.slot_dim, c.update_hidden, c.keyquery_dim, scale_pixels=c.selection_scale,
+            image_size=c.image_size)
         self.register_buffer("grid", coordinate_grid(c.image_size, c.image_size))
         self.register_buffer("temperature", torch.tensor(float(c.temperature)))
         self.register_buffer("z0_scale", torch.tensor(float(c.z0_scale)))
@@ -125,11 +126,19 @@ class VIM(PyroModule):
         return self.encoder(frames.reshape(n * t, *frames.shape[2:])).reshape(n, t, -1,
                                                                                self.encoder.out_dim)
 
-    def discover(self, context_features: torch.Tensor):
-        """Parameters of p(z_0 | c): slot attention on the context frame's features (N, HW, C)."""
-        sa = self.slot_attention(context_features, self.grid, iters=self.config.discovery_iters)
+    def pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        """(..., 3, H, W) -> (..., H*W, 3) pixel colours."""
+        return frames.flatten(-2).transpose(-1, -2)
+
+    def discover(self, context_features: torch.Tensor, context: torch.Tensor):
+        """p(z_0 | c): slot attention on the context frame c (N, 3, H, W) and its features.
+
+        Returns loc, scale of z_0 and the slots' mean colours (used by the guide's tracking).
+        """
+        sa = self.slot_attention(context_features, self.pixels(context), self.grid,
+                                 iters=self.config.discovery_iters)
         loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
-        return loc, self.z0_scale.expand(loc.shape)
+        return loc, self.z0_scale.expand(loc.shape), sa.colour
 
     def candidates(self, h: SlotState):
         """s^k_t = {f_m(h^k_{t-1})}: (N, K, M, 2) positions and (N, K, M, D) features."""
@@ -151,13 +160,14 @@ class VIM(PyroModule):
         """g(h_{t-1}, z_t, r_t) of Eq. 2."""
         return SlotState(mix_pos + z[..., :2], self.state_norm(mix_feat + z[..., 2:]))
 
-    def observe(self, features, h: SlotState, iters: Optional[int] = None):
+    def observe(self, features, frame, h: SlotState, colour, iters: Optional[int] = None):
         """Slot attention from h_{t-1} onto an encoded frame (N, HW, C): x̂^k_t of Eq. 4."""
-        return self.slot_attention(features, self.grid, pos=h.pos, feat=h.feat,
+        return self.slot_attention(features, self.pixels(frame), self.grid, pos=h.pos,
+                                   feat=h.feat, colour=colour,
                                    iters=iters or self.config.track_iters)
 
     def decode(self, pos: torch.Tensor, feat: torch.Tensor):
-        """Decode all (..., K) slots at once -> rgb (..., K, 3, H, W), mask logits (..., K, H, W)."""
+        """Decode all (..., K) slots in one call: rgb (..., K, 3, H, W), logits (..., K, H, W)."""
         lead = pos.shape[:-1]
         rgb, logits = self.decoder(pos.reshape(-1, 2), feat.reshape(-1, feat.shape[-1]),
                                    self.grid)
@@ -174,23 +184,32 @@ class VIM(PyroModule):
     def _plates(self, n: int):
         return (pyro.plate("videos", n, dim=-2), pyro.plate("slots", self.config.num_slots, dim=-1))
 
-    def model(self, frames: torch.Tensor):
-        """p(x, r, z | c) of Eq. 2; ``frames`` (N, T, 3, H, W) in [0, 1], c = frames[:, 0]."""
-        return self._model(self.check_frames(frames))
+    def model(self, frames: torch.Tensor, horizon: int = 0):
+        """p(x, r, z | c) of Eq. 2; ``frames`` (N, T, 3, H, W) in [0, 1], c = frames[:, 0].
 
-    def guide(self, frames: torch.Tensor):
-        """q(z_0, r, z | x) of Eq. 3 (amortised, slot attention)."""
-        return self._guide(self.check_frames(frames))
+        With ``horizon`` H > 0 the recurrence continues H steps past the last frame, sampling
+        ``r_{t}`` and ``z_{t}`` from the prior, and the rollout is recorded in the deterministic
+        sites ``future_frames`` (N, H, 3, H, W), ``future_positions`` (N, H, K, 2) in pixels and
+        ``future_masks`` (N, H, K, H, W); then a single context frame (T = 1) is allowed.
+        """
+        horizon = _check_horizon(horizon)
+        return self._model(self.check_frames(frames, min_frames=1 if horizon else 2),
+                           horizon=horizon)
 
-    def _model(self, frames: torch.Tensor, observe: bool = True):
+    def guide(self, frames: torch.Tensor, horizon: int = 0):
+        """q(z_0, r, z | x) of Eq. 3 (amortised, slot attention); ``horizon`` is ignored."""
+        horizon = _check_horizon(horizon)
+        return self._guide(self.check_frames(frames, min_frames=1 if horizon else 2))
+
+    def _model(self, frames: torch.Tensor, observe: bool = True, horizon: int = 0):
         n, t_len = frames.shape[:2]
         videos, slots = self._plates(n)
-        loc, scale = self.discover(self.encoder(frames[:, 0]))
+        loc, scale, _ = self.discover(self.encoder(frames[:, 0]), frames[:, 0])
         with videos, slots:
             z0 = pyro.sample("z_0", dist.Normal(loc, scale).to_event(1))
         h = SlotState(z0[..., :2], z0[..., 2:])
         states = [h]
-        for t in pyro.markov(range(1, t_len)):
+        for t in pyro.markov(range(1, t_len + horizon)):
             cand_pos, cand_feat = self.candidates(h)
             logits = self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
             with videos, slots:
@@ -203,23 +222,36 @@ class VIM(PyroModule):
             h = self.update(mix_pos, mix_feat, z)
             states.append(h)
         likelihood = self.likelihood(states)
+        observed = SpatialGaussianMixture(likelihood.means[:, :t_len],
+                                          likelihood.mask_logits[:, :t_len], likelihood.scale)
         if observe:
             with videos:
-                pyro.sample("x", _lift(likelihood), obs=frames.unsqueeze(1))
+                pyro.sample("x", _lift(observed), obs=frames.unsqueeze(1))
+        if horizon:
+            pos = self.to_pixels(torch.stack([h.pos for h in states[t_len:]], 1))
+            for name, value in (("future_positions", pos),
+                                ("future_frames", likelihood.mean[:, t_len:]),
+                                ("future_masks", likelihood.masks[:, t_len:])):
+                pyro.deterministic(name, value, event_dim=value.dim())
         return states, likelihood
+
+    def to_pixels(self, pos: torch.Tensor) -> torch.Tensor:
+        """Normalised (x, y) -> pixels (x = column, y = row)."""
+        return (pos + 1.0) * ((self.config.image_size - 1) / 2.0)
 
     def _guide(self, frames: torch.Tensor, hard: bool = False):
         """The guide's recurrence.  ``hard=True``: no sampling, argmax r and mean z (evaluation)."""
         n, t_len = frames.shape[:2]
         videos, slots = self._plates(n)
         features = self.encode(frames)                    # every frame in one call
-        loc, scale = self.discover(features[:, 0])
+        loc, scale, colour = self.discover(features[:, 0], frames[:, 0])
         with videos, slots:
             z0 = loc if hard else pyro.sample("z_0", dist.Normal(loc, scale).to_event(1))
         h = SlotState(z0[..., :2], z0[..., 2:])
         states, records = [h], []
         for t in pyro.markov(range(1, t_len)):
-            obs = self.observe(features[:, t], h)
+            obs = self.observe(features[:, t], frames[:, t], h, colour)
+            colour = obs.colour
             cand_pos, cand_feat = self.candidates(h)
             logits = self.posterior.selection_logits(h, cand_pos, cand_feat, obs)
             q_r = SafeRelaxedOneHotCategorical(self.temperature, logits=logits)
@@ -254,7 +286,7 @@ class VIM(PyroModule):
         probs = torch.stack([r.selection_logits.softmax(-1) for r in records], 1)
         return {
             "slots": torch.cat([pos, feat], -1),
-            "positions": (pos + 1.0) * ((self.config.image_size - 1) / 2.0),
+            "positions": self.to_pixels(pos),
             "selection_probs": probs,
             "selections": probs.argmax(-1),
             "masks": likelihood.masks,
@@ -277,6 +309,12 @@ class VIM(PyroModule):
     def __repr__(self):
         c = self.config
         return f"VIM(K={c.num_slots}, M={c.num_modules}, image_size={c.image_size})"
+
+
+def _check_horizon(horizon) -> int:
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0:
+        raise ValueError(f"horizon must be a non-negative int, got {horizon!r}")
+    return horizon
 
 
 def _lift(likelihood: SpatialGaussianMixture):

@@ -13,7 +13,15 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["plot_sequence_with_moves", "save_gif", "to_uint8_images"]
+__all__ = [
+    "plot_sequence_with_moves",
+    "save_gif",
+    "to_uint8_images",
+    "plot_confusion",
+    "plot_module_rollouts",
+    "plot_reconstruction",
+    "plot_predictions",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -169,3 +177,264 @@ def save_gif(
         loop=0,
     )
     return path
+
+
+# ------------------------------------------------------------------------------------------
+# What a trained VIM learned (used by ``python -m pyro_vim.evaluate``)
+# ------------------------------------------------------------------------------------------
+_RULE_NAMES = ("up", "down", "left", "right")
+
+
+def _array(x: Any, name: str, ndim: Optional[int] = None) -> np.ndarray:
+    """numpy float64 array from an array or a (CPU or GPU) torch tensor, with a rank check."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu().double().numpy()
+    arr = np.asarray(x, dtype=np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    return arr
+
+
+def _finish(fig, path: Optional[PathLike], dpi: int):
+    if path is None:
+        return fig
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    fig.clear()
+    return path
+
+
+def _image(ax, img: np.ndarray, label: Optional[str] = None, title: Optional[str] = None):
+    """Draw a (3, H, W) image or an (H, W) grey map in [0, 1] without ticks."""
+    img = np.clip(img, 0.0, 1.0)
+    if img.ndim == 3:
+        ax.imshow(img.transpose(1, 2, 0), interpolation="nearest")
+    else:
+        ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if label is not None:
+        ax.set_ylabel(label, fontsize=7)
+    if title is not None:
+        ax.set_title(title, fontsize=7)
+
+
+def _check_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def plot_confusion(
+    confusion: Any = None,
+    module_usage: Any = None,
+    rules: Sequence[str] = _RULE_NAMES,
+    path: Optional[PathLike] = None,
+    title: Optional[str] = None,
+    dpi: int = 100,
+):
+    """Rule-module heatmap (the paper's Fig. 2, left) beside the module-usage bars.
+
+    Left: for each true rule (row) the distribution over the modules selected by the slot
+    matched to the ball (row-normalised counts as colour, raw counts written in the cells).
+    Right: how often each module is selected. Either panel may be missing: ``confusion=None``
+    (e.g. compositional data, where rules are not single moves) shows a note instead.
+
+    Args:
+        confusion: ``(R, M)`` counts, or None.
+        module_usage: ``(M,)`` frequencies, or None.
+        rules: names of the ``R`` rows.
+        path: if given, save the figure there and return the path; else return the figure.
+        title: optional figure title.
+        dpi: resolution when saving.
+    """
+    if confusion is None and module_usage is None:
+        raise ValueError("plot_confusion needs confusion or module_usage (or both)")
+    conf = None if confusion is None else _array(confusion, "confusion", 2)
+    usage = None if module_usage is None else _array(module_usage, "module_usage", 1)
+    if conf is not None:
+        if np.any(conf < 0) or not np.all(np.isfinite(conf)):
+            raise ValueError("confusion must hold finite non-negative counts")
+        if len(rules) != conf.shape[0]:
+            raise ValueError(f"rules has {len(rules)} names for {conf.shape[0]} confusion rows")
+        if usage is not None and usage.shape[0] != conf.shape[1]:
+            raise ValueError(f"module_usage has {usage.shape[0]} entries for "
+                             f"{conf.shape[1]} modules")
+    num_modules = conf.shape[1] if conf is not None else usage.shape[0]
+    fig = _new_figure(3.2 + 0.35 * num_modules + 2.6, 3.0)
+    ax_conf, ax_use = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1.0]})
+    modules = np.arange(num_modules)
+    if conf is not None:
+        totals = conf.sum(axis=1, keepdims=True)
+        frac = np.divide(conf, totals, out=np.zeros_like(conf), where=totals > 0)
+        image = ax_conf.imshow(frac, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        for r in range(conf.shape[0]):
+            for m in range(num_modules):
+                ax_conf.text(m, r, f"{int(conf[r, m])}", ha="center", va="center", fontsize=7,
+                             color="black" if frac[r, m] > 0.6 else "white")
+        ax_conf.set_xticks(modules)
+        ax_conf.set_yticks(np.arange(conf.shape[0]))
+        ax_conf.set_yticklabels(list(rules), fontsize=8)
+        ax_conf.set_xlabel("selected module", fontsize=8)
+        ax_conf.set_ylabel("true rule", fontsize=8)
+        ax_conf.set_title("P(module | rule)", fontsize=9)
+        fig.colorbar(image, ax=ax_conf, fraction=0.046, pad=0.04)
+    else:
+        ax_conf.axis("off")
+        ax_conf.text(0.5, 0.5, "rule-module confusion not defined\n(several moves per step)",
+                     ha="center", va="center", fontsize=8, transform=ax_conf.transAxes)
+    if usage is not None:
+        ax_use.bar(modules, np.nan_to_num(usage), color="tab:blue")
+        ax_use.set_ylim(0.0, 1.0)
+        ax_use.set_xticks(modules)
+        ax_use.set_xlabel("module", fontsize=8)
+        ax_use.set_ylabel("fraction of selections", fontsize=8)
+        ax_use.set_title("module usage", fontsize=9)
+    else:
+        ax_use.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.16, top=0.84, wspace=0.45)
+    return _finish(fig, path, dpi)
+
+
+def plot_module_rollouts(
+    renders: Any,
+    positions: Any = None,
+    labels: Optional[Sequence[str]] = None,
+    path: Optional[PathLike] = None,
+    title: Optional[str] = None,
+    dpi: int = 100,
+):
+    """Grid of one slot's rollouts: rows are modules, columns steps (the paper's Fig. 2, right).
+
+    Args:
+        renders: ``(M, T, 3, H, W)`` the slot alone at each step of each module's rollout
+            (:func:`pyro_vim.infer.module_rollouts`), step 0 being the start.
+        positions: optional ``(M, T, 2)`` slot positions (x, y) in pixels; the path so far is
+            drawn as a thin white line on each cell.
+        labels: optional ``M`` row labels (default ``"module m"``).
+        path: if given, save the figure there and return the path; else return the figure.
+        title: optional figure title.
+        dpi: resolution when saving.
+    """
+    imgs = _array(renders, "renders", 5)
+    m, t = imgs.shape[:2]
+    pos = None if positions is None else _array(positions, "positions", 3)
+    if pos is not None and pos.shape != (m, t, 2):
+        raise ValueError(f"positions must have shape {(m, t, 2)}, got {pos.shape}")
+    if labels is not None and len(labels) != m:
+        raise ValueError(f"labels has {len(labels)} entries for {m} modules")
+    fig = _new_figure(1.0 * t + 0.8, 1.0 * m + 0.5)
+    axes = fig.subplots(m, t, squeeze=False)
+    for i in range(m):
+        for j in range(t):
+            ax = axes[i, j]
+            _image(ax, imgs[i, j], label=(labels[i] if labels else f"module {i}") if j == 0
+                   else None, title=f"step {j}" if i == 0 else None)
+            if pos is not None and j > 0:
+                ax.plot(pos[i, :j + 1, 0], pos[i, :j + 1, 1], color="white", lw=0.6)
+                ax.plot(pos[i, j, 0], pos[i, j, 1], marker="o", ms=2.0, color="white")
+                ax.set_xlim(-0.5, imgs.shape[-1] - 0.5)
+                ax.set_ylim(imgs.shape[-2] - 0.5, -0.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.02, top=0.9 if title else 0.94,
+                        wspace=0.05, hspace=0.1)
+    return _finish(fig, path, dpi)
+
+
+def plot_reconstruction(
+    frames: Any,
+    recon: Any,
+    masks: Any,
+    max_frames: int = 8,
+    path: Optional[PathLike] = None,
+    title: Optional[str] = None,
+    dpi: int = 100,
+):
+    """One video: input frames, reconstructions and the K slot masks (rows) over time (columns).
+
+    Args:
+        frames: ``(T, 3, H, W)`` input frames in [0, 1].
+        recon: ``(T, 3, H, W)`` reconstructions.
+        masks: ``(T, K, H, W)`` slot masks in [0, 1] (drawn in grey).
+        max_frames: at most this many frames (the first ones).
+        path: if given, save the figure there and return the path; else return the figure.
+        title: optional figure title.
+        dpi: resolution when saving.
+    """
+    x = _array(frames, "frames", 4)
+    y = _array(recon, "recon", 4)
+    mk = _array(masks, "masks", 4)
+    if y.shape != x.shape:
+        raise ValueError(f"recon must have the shape of frames {x.shape}, got {y.shape}")
+    if mk.shape[0] != x.shape[0] or mk.shape[2:] != x.shape[2:]:
+        raise ValueError(f"masks must have shape (T, K, H, W) = ({x.shape[0]}, K, "
+                         f"{x.shape[2]}, {x.shape[3]}), got {mk.shape}")
+    cols = min(_check_count("max_frames", max_frames), x.shape[0])
+    k = mk.shape[1]
+    rows = 2 + k
+    fig = _new_figure(0.9 * cols + 0.8, 0.9 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for j in range(cols):
+        _image(axes[0, j], x[j], "frame" if j == 0 else None, f"t={j}")
+        _image(axes[1, j], y[j], "recon" if j == 0 else None)
+        for s in range(k):
+            _image(axes[2 + s, j], mk[j, s], f"mask {s}" if j == 0 else None)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.02, top=0.9 if title else 0.94,
+                        wspace=0.05, hspace=0.08)
+    return _finish(fig, path, dpi)
+
+
+def plot_predictions(
+    context: Any,
+    truth: Any,
+    samples: Any,
+    max_samples: int = 8,
+    path: Optional[PathLike] = None,
+    title: Optional[str] = None,
+    dpi: int = 100,
+):
+    """Sampled futures beside the truth for one video.
+
+    First row: the context frames, then the true future. Next rows: one sampled future each
+    (:func:`pyro_vim.infer.predict`), aligned under the true future.
+
+    Args:
+        context: ``(D, 3, H, W)`` context frames.
+        truth: ``(F, 3, H, W)`` true future frames.
+        samples: ``(num_samples, F, 3, H, W)`` predicted futures.
+        max_samples: at most this many samples are drawn.
+        path: if given, save the figure there and return the path; else return the figure.
+        title: optional figure title.
+        dpi: resolution when saving.
+    """
+    ctx = _array(context, "context", 4)
+    fut = _array(truth, "truth", 4)
+    smp = _array(samples, "samples", 5)
+    if smp.shape[1:] != fut.shape:
+        raise ValueError(f"samples must have shape (num_samples, {', '.join(map(str, fut.shape))})"
+                         f", got {smp.shape}")
+    if ctx.shape[1:] != fut.shape[1:]:
+        raise ValueError(f"context frames {ctx.shape[1:]} and future frames {fut.shape[1:]} "
+                         "differ in size")
+    d, h = ctx.shape[0], fut.shape[0]
+    n = min(_check_count("max_samples", max_samples), smp.shape[0])
+    fig = _new_figure(0.9 * (d + h) + 0.8, 0.9 * (n + 1) + 0.4)
+    axes = fig.subplots(n + 1, d + h, squeeze=False)
+    for j in range(d):
+        _image(axes[0, j], ctx[j], "truth" if j == 0 else None, f"context {j}")
+        for i in range(n):
+            axes[i + 1, j].axis("off")
+    for j in range(h):
+        _image(axes[0, d + j], fut[j], None, f"+{j + 1}")
+        for i in range(n):
+            _image(axes[i + 1, d + j], smp[i, j], f"sample {i}" if j == 0 else None)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.02, top=0.9 if title else 0.94,
+                        wspace=0.05, hspace=0.08)
+    return _finish(fig, path, dpi)

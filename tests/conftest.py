@@ -1,4 +1,6 @@
 """Shared pytest set-up: Pyro validation on, one fixed seed per test, small thread count."""
+import os
+
 import pyro
 import pytest
 import torch
@@ -13,4 +15,4 @@ def _seed_and_validate():
     pyro.clear_param_store()
 
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("PYRO_VIM_TEST_THREADS", "2")))

@@ -1,8 +1,8 @@
 """Pyro-free torch networks of VIM (Appendix A): encoder, slot attention, decoder, transitions."""
 from .decoder import BroadcastDecoder
-from .encoder import Encoder, coordinate_grid, pixels_to_coords, coords_to_pixels
+from .encoder import Encoder, coordinate_grid, coords_to_pixels, pixels_to_coords
 from .slot_attention import SlotAttention
-from .transition import KeyQuery, TransitionModules, MLP
+from .transition import MLP, KeyQuery, TransitionModules
 
 __all__ = ["BroadcastDecoder", "Encoder", "SlotAttention", "TransitionModules", "KeyQuery",
            "MLP", "coordinate_grid", "pixels_to_coords", "coords_to_pixels"]

@@ -9,6 +9,8 @@ masks are a softmax over slots taken by the likelihood (spatial Gaussian mixture
 import torch
 from torch import nn
 
+from .slot_attention import relative_features
+
 
 class BroadcastDecoder(nn.Module):
     def __init__(self, slot_dim: int, image_size: int, channels: int = 32, kernel: int = 1,
@@ -16,7 +18,7 @@ class BroadcastDecoder(nn.Module):
         super().__init__()
         self.image_size, self.kernel, self.rel_scale = image_size, kernel, rel_scale
         self.feat_in = nn.Linear(slot_dim, channels)
-        self.pos_in = nn.Linear(2, channels)
+        self.pos_in = nn.Linear(5, channels)
         hidden = []
         for _ in range(layers):
             if kernel == 1:
@@ -30,7 +32,7 @@ class BroadcastDecoder(nn.Module):
     def forward(self, pos: torch.Tensor, feat: torch.Tensor, grid: torch.Tensor):
         """pos (B, 2), feat (B, D), grid (HW, 2) -> rgb (B, 3, H, W), mask_logits (B, H, W)."""
         b, s = pos.shape[0], self.image_size
-        rel = (grid[None] - pos[:, None]) / self.rel_scale                   # (B, HW, 2)
+        rel = relative_features(grid, pos[:, None], self.rel_scale)[:, 0]   # (B, HW, 5)
         x = torch.relu(self.feat_in(feat)[:, None] + self.pos_in(rel))      # (B, HW, C)
         if self.kernel == 1:
             out = self.out(self.hidden(x))                                  # (B, HW, 4)

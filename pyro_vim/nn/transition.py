@@ -50,7 +50,8 @@ class TransitionModules(nn.Module):
         with torch.no_grad():
             phase = torch.rand(()) * 2 * math.pi
             angles = phase + torch.arange(num_modules) * (2 * math.pi / num_modules)
-            self.l3.bias[:, :2] = init_scale * torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+            directions = torch.stack([torch.cos(angles), torch.sin(angles)], -1)
+            self.l3.bias[:, :2] = init_scale * directions
             self.l3.bias[:, 2:] = 0.0
 
     def forward(self, pos: torch.Tensor, feat: torch.Tensor):

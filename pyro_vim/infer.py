@@ -1,0 +1,449 @@
+"""See what a VIM learned: sampled futures, counterfactual rollouts and module rollouts.
+
+Everything here is built from Pyro's effect handlers around the public ``vim.model`` and
+``vim.guide`` programs (sites ``z_0``, ``r_{t}``, ``z_{t}``, ``x``; see :mod:`pyro_vim.model`):
+
+* :func:`predict` samples ``num_samples`` futures of ``horizon`` frames after some context frames:
+  the guide is traced on the context (posterior samples of ``z_0`` and of the context's
+  ``r_{t}``, ``z_{t}``), the model is replayed against that trace (``poutine.replay``) and runs
+  ``horizon`` more steps from the prior, sampling the module choices ``r_{t}`` and the updates
+  ``z_{t}``.  Instead of :class:`pyro.infer.Predictive` (one model run per sample) the context is
+  tiled ``num_samples`` times along the batch and the pair guide/model runs once.
+* :func:`prediction_metrics` scores sampled futures against the truth (per-horizon MSE, position
+  error of matched slots; mean over samples and best of N), :func:`match_predicted_slots` gives
+  the object-to-slot matching it needs, :func:`selection_diversity` measures how often two
+  samples chose different modules.
+* :func:`counterfactual` rolls the model forward with *chosen* modules: the future ``r_{t}`` sites
+  are conditioned (``poutine.condition``) on hard one-hot values ("apply module m to slot k at
+  step t").  :class:`~pyro_vim.distributions.SafeRelaxedOneHotCategorical` has a finite density
+  at exact one-hots, so the conditioned trace has a finite log density.
+* :func:`module_rollouts` applies every module repeatedly from one frame (the paper's Fig. 2,
+  right) and renders one slot alone.
+
+Shapes: ``N`` videos, ``D`` context frames, ``H`` future steps, ``K`` slots, ``M`` modules,
+``S`` image size, ``num_samples`` samples.  Positions are ``(x, y)`` = (column, row) in pixels.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Dict, Iterable
+
+import numpy as np
+import torch
+from pyro import poutine
+from pyro.poutine.messenger import Messenger
+from torch.nn import functional as F
+
+from . import metrics
+from .distributions import SafeRelaxedOneHotCategorical
+from .model import VIM
+
+__all__ = [
+    "predict",
+    "match_predicted_slots",
+    "prediction_metrics",
+    "selection_diversity",
+    "counterfactual",
+    "module_rollouts",
+    "module_condition",
+    "UseMeans",
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument checking
+# ------------------------------------------------------------------------------------------------
+def _check_vim(vim) -> None:
+    if not isinstance(vim, VIM):
+        raise TypeError(f"vim must be a pyro_vim.VIM, got {type(vim).__name__}")
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def _check_context(vim: VIM, context) -> torch.Tensor:
+    """(N, D, 3, S, S) float frames in [0, 1], D >= 1 (a (N, 3, S, S) batch is one frame)."""
+    if isinstance(context, torch.Tensor) and context.dim() == 4:
+        context = context.unsqueeze(1)
+    return vim.check_frames(context, min_frames=1)
+
+
+def _as_long_tensor(name: str, value, device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
+            raise TypeError(f"{name} must hold integer module indices, got dtype {value.dtype}")
+        return value.to(device=device, dtype=torch.long)
+    arr = np.asarray(value)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer module indices, got dtype {arr.dtype}")
+    return torch.as_tensor(arr.astype(np.int64), device=device)
+
+
+# ------------------------------------------------------------------------------------------------
+# Handlers
+# ------------------------------------------------------------------------------------------------
+class UseMeans(Messenger):
+    """Replace the sampled value of the named latent sites by a central value.
+
+    Gaussian sites (``z_0``, ``z_{t}``) take their mean, relaxed one-hot sites (``r_{t}``) their
+    hard mode (the one-hot of the argmax of the logits).  Sites whose value is already fixed by an
+    inner handler (``condition``, ``replay``) or that are observed are left alone.  Used to make
+    rollouts deterministic: ``UseMeans(["z_1", "z_2"])(vim.model)``.
+    """
+
+    def __init__(self, names: Iterable[str]):
+        super().__init__()
+        self.names = set(names)
+
+    def _pyro_sample(self, msg) -> None:
+        if msg["name"] not in self.names or msg["is_observed"] or msg["value"] is not None:
+            return
+        fn = msg["fn"]
+        if isinstance(fn, SafeRelaxedOneHotCategorical):
+            value = fn.probs_mode
+        else:
+            value = fn.mean
+        msg["value"] = value.expand(fn.shape())
+        msg["done"] = True
+
+
+def _site_values(trace, names) -> torch.Tensor:
+    return torch.stack([trace.nodes[name]["value"] for name in names], 1)
+
+
+def _run_model(handled_model, frames: torch.Tensor, horizon: int):
+    """Trace a (handled) ``vim.model`` and return (trace, states, likelihood)."""
+    tracer = poutine.trace(handled_model)
+    out = tracer(frames, horizon=horizon)
+    if not (isinstance(out, tuple) and len(out) == 2 and hasattr(out[1], "means")):
+        raise RuntimeError("vim.model no longer returns (states, likelihood); pyro_vim.infer "
+                           "needs the per-slot renders (likelihood.means) it used to return")
+    states, likelihood = out
+    return tracer.trace, states, likelihood
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampled futures
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(vim: VIM, context: torch.Tensor, horizon: int, num_samples: int = 8
+            ) -> Dict[str, torch.Tensor]:
+    """Sample ``num_samples`` futures of ``horizon`` frames after each context video.
+
+    The context (N, D, 3, S, S), D >= 1, is tiled ``num_samples`` times along the batch (sample
+    major: row ``s * N + n`` is sample ``s`` of video ``n``); the guide is traced on it, which
+    samples the posterior over the context's latents (``z_0`` and, for D > 1, ``r_1..r_{D-1}``,
+    ``z_1..z_{D-1}``), and ``vim.model(context, horizon=horizon)`` is replayed against that trace,
+    so the future module choices ``r_D..r_{D+H-1}`` and updates ``z_D..`` are drawn from the prior.
+    One guide run and one model run in all (faster than ``Predictive``'s run per sample).
+
+    Args:
+        vim: a :class:`~pyro_vim.model.VIM`.
+        context: (N, D, 3, S, S) float frames in [0, 1] (a (N, 3, S, S) tensor is one frame).
+        horizon: number H >= 1 of future frames.
+        num_samples: number of futures per video.
+
+    Returns:
+        A dict of tensors (on the model's device):
+
+        * ``frames`` (num_samples, N, H, 3, S, S): the predicted frames (mixture means);
+        * ``positions`` (num_samples, N, H, K, 2): slot positions in pixels;
+        * ``masks`` (num_samples, N, H, K, S, S): slot masks (softmax over slots);
+        * ``selections`` (num_samples, N, H, K): argmax of the sampled relaxed ``r_{t}`` of each
+          future step (future frame ``j`` is reached with ``r_{D+j}``);
+        * ``selection_samples`` (num_samples, N, H, K, M): the sampled relaxed ``r_{t}``;
+        * ``context_positions`` (num_samples, N, K, 2): slot positions on the last context frame
+          (for :func:`match_predicted_slots`).
+    """
+    _check_vim(vim)
+    horizon = _positive_int("horizon", horizon)
+    num_samples = _positive_int("num_samples", num_samples)
+    context = _check_context(vim, context)
+    n, d = context.shape[:2]
+    tiled = context.unsqueeze(0).expand(num_samples, *context.shape)
+    tiled = tiled.reshape(num_samples * n, *context.shape[1:])
+    guide_trace = poutine.trace(vim.guide).get_trace(tiled, horizon=horizon)
+    trace, states, _ = _run_model(poutine.replay(vim.model, trace=guide_trace), tiled, horizon)
+    r = _site_values(trace, [f"r_{t}" for t in range(d, d + horizon)])       # (SN, H, K, M)
+
+    def split(x):
+        return x.reshape(num_samples, n, *x.shape[1:])
+
+    return {
+        "frames": split(trace.nodes["future_frames"]["value"]),
+        "positions": split(trace.nodes["future_positions"]["value"]),
+        "masks": split(trace.nodes["future_masks"]["value"]),
+        "selections": split(r.argmax(-1)),
+        "selection_samples": split(r),
+        "context_positions": split(vim.to_pixels(states[d - 1].pos)),
+    }
+
+
+def match_predicted_slots(pred: Dict[str, Any], true_context_positions) -> np.ndarray:
+    """Match every true object to a slot of every sample, on the last context frame.
+
+    Args:
+        pred: the output of :func:`predict` (uses ``context_positions`` (num_samples, N, K, 2)).
+        true_context_positions: (N, O, 2) true object positions (pixels) on the last context frame.
+
+    Returns:
+        (num_samples, N, O) int64 slot index per object (one-to-one, minimal total distance,
+        :func:`pyro_vim.metrics.match_objects_to_slots`).
+    """
+    if not isinstance(pred, dict) or "context_positions" not in pred:
+        raise TypeError("pred must be the dict returned by pyro_vim.infer.predict")
+    slots = metrics._as_float(pred["context_positions"], "pred['context_positions']")
+    true = metrics._as_float(true_context_positions, "true_context_positions")
+    if slots.ndim != 4 or slots.shape[-1] != 2:
+        raise ValueError(f"pred['context_positions'] must be (num_samples, N, K, 2), got "
+                         f"{slots.shape}")
+    if true.ndim != 3 or true.shape[-1] != 2 or true.shape[0] != slots.shape[1]:
+        raise ValueError(f"true_context_positions must be (N, O, 2) with N={slots.shape[1]}, got "
+                         f"{true.shape}")
+    return np.stack([metrics.match_objects_to_slots(true, s) for s in slots])
+
+
+def selection_diversity(selections) -> float:
+    """Fraction of (video, sample pair) whose module choices differ at some step or slot.
+
+    Args:
+        selections: (num_samples, N, H, K) int module indices (``predict(...)["selections"]``).
+
+    Returns:
+        A float in [0, 1]; ``nan`` with fewer than two samples.
+    """
+    sel = metrics._as_int(selections, "selections")
+    if sel.ndim != 4:
+        raise ValueError(f"selections must be (num_samples, N, H, K), got {sel.shape}")
+    s = sel.shape[0]
+    if s < 2:
+        return float("nan")
+    flat = sel.reshape(s, sel.shape[1], -1)
+    differ = (flat[:, None] != flat[None, :]).any(-1)                        # (S, S, N)
+    iu = np.triu_indices(s, k=1)
+    return float(differ[iu].mean())
+
+
+def prediction_metrics(pred: Dict[str, Any], true_frames, true_positions=None,
+                       matching=None) -> Dict[str, Any]:
+    """Score sampled futures against the true future.
+
+    MSE of a frame is the squared error summed over pixels and channels (the paper's Table 1);
+    ``*_per_pixel`` divides it by 3 * S * S.  Position error is the distance in pixels between
+    each true object and the predicted position of its matched slot, averaged over objects.
+    "mean" averages over samples and videos; "best" (best of N) keeps, for each video, the sample
+    whose whole future is closest to the truth (lowest MSE summed over the horizon, or lowest
+    position error averaged over the horizon and objects, chosen separately), then averages over
+    videos.
+
+    Args:
+        pred: the output of :func:`predict` (``frames`` (num_samples, N, H, 3, S, S),
+            ``positions`` (num_samples, N, H, K, 2), ``selections``).
+        true_frames: (N, H, 3, S, S) the true future frames.
+        true_positions: optional (N, H, O, 2) true future object positions in pixels.
+        matching: (N, O) or (num_samples, N, O) slot index per object, required with
+            ``true_positions`` (see :func:`match_predicted_slots`).
+
+    Returns:
+        A dict of numpy arrays / floats: ``mse`` and ``mse_best`` (H,), ``mse_per_pixel`` and
+        ``mse_per_pixel_best`` (H,), ``mse_samples`` (num_samples, N, H); with positions also
+        ``position_error`` and ``position_error_best`` (H,), ``position_error_samples``
+        (num_samples, N, H); and ``selection_diversity`` (:func:`selection_diversity`).
+    """
+    if not isinstance(pred, dict) or not {"frames", "positions", "selections"} <= set(pred):
+        raise TypeError("pred must be the dict returned by pyro_vim.infer.predict")
+    frames = metrics._as_float(pred["frames"], "pred['frames']")
+    truth = metrics._as_float(true_frames, "true_frames")
+    if frames.ndim != 6:
+        raise ValueError(f"pred['frames'] must be (num_samples, N, H, 3, S, S), got {frames.shape}")
+    s, n, h = frames.shape[:3]
+    if truth.shape != frames.shape[1:]:
+        raise ValueError(f"true_frames must have shape {frames.shape[1:]} (N, H, 3, S, S), got "
+                         f"{truth.shape}")
+    se = ((frames - truth[None]) ** 2).sum(axis=(-3, -2, -1))                  # (S, N, H)
+    pixels = float(np.prod(frames.shape[-3:]))
+    best = np.argmin(se.sum(-1), axis=0)                                       # (N,)
+    se_best = se[best, np.arange(n)]                                           # (N, H)
+    out: Dict[str, Any] = {
+        "num_samples": s,
+        "horizon": h,
+        "mse": se.mean(axis=(0, 1)),
+        "mse_best": se_best.mean(0),
+        "mse_per_pixel": se.mean(axis=(0, 1)) / pixels,
+        "mse_per_pixel_best": se_best.mean(0) / pixels,
+        "mse_samples": se,
+        "selection_diversity": selection_diversity(pred["selections"]),
+    }
+    if true_positions is None:
+        return out
+    if matching is None:
+        raise ValueError("matching (N, O) or (num_samples, N, O) is required with "
+                         "true_positions; see pyro_vim.infer.match_predicted_slots")
+    pos = metrics._as_float(pred["positions"], "pred['positions']")            # (S, N, H, K, 2)
+    true_pos = metrics._as_float(true_positions, "true_positions")
+    if true_pos.ndim != 4 or true_pos.shape[:2] != (n, h) or true_pos.shape[-1] != 2:
+        raise ValueError(f"true_positions must be (N, H, O, 2) with N={n}, H={h}, got "
+                         f"{true_pos.shape}")
+    o = true_pos.shape[2]
+    mt = metrics._as_int(matching, "matching")
+    if mt.shape == (n, o):
+        mt = np.broadcast_to(mt, (s, n, o))
+    if mt.shape != (s, n, o):
+        raise ValueError(f"matching must be (N, O) = ({n}, {o}) or (num_samples, N, O) = "
+                         f"({s}, {n}, {o}), got {mt.shape}")
+    k = pos.shape[3]
+    if mt.size and (mt.min() < 0 or mt.max() >= k):
+        raise ValueError(f"matching must hold slot indices in [0, {k})")
+    idx = np.broadcast_to(mt[:, :, None, :, None], (s, n, h, o, 2))
+    matched = np.take_along_axis(pos, idx, axis=3)                             # (S, N, H, O, 2)
+    err = metrics.position_error(matched, np.broadcast_to(true_pos, matched.shape))
+    err = metrics._finite_mean(err, axis=-1)                                   # (S, N, H)
+    best_pos = np.argmin(np.where(np.isfinite(err), err, np.inf).mean(-1), axis=0)
+    out["position_error"] = metrics._finite_mean(err.reshape(s * n, h), axis=0)
+    out["position_error_best"] = metrics._finite_mean(err[best_pos, np.arange(n)], axis=0)
+    out["position_error_samples"] = err
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Counterfactual rollouts
+# ------------------------------------------------------------------------------------------------
+def module_condition(modules: torch.Tensor, start: int, num_modules: int,
+                     dtype=torch.float32) -> Dict[str, torch.Tensor]:
+    """``poutine.condition`` data for chosen modules: {``r_{start+j}``: one-hot (N, K, M)}.
+
+    Args:
+        modules: (N, H, K) long tensor, ``modules[n, j, k]`` the module slot ``k`` applies at the
+            ``j``-th future step.
+        start: index t of the first conditioned site ``r_{t}`` (the number of context frames).
+        num_modules: M.
+    """
+    onehot = F.one_hot(modules, num_modules).to(dtype)
+    return {f"r_{start + j}": onehot[:, j] for j in range(modules.shape[1])}
+
+
+def _slot_renders(likelihood) -> torch.Tensor:
+    """(N, T, K, 3, S, S): each slot's decoded rgb times its mask, on black."""
+    return likelihood.means * likelihood.masks.unsqueeze(-3)
+
+
+@torch.no_grad()
+def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: bool = False
+                   ) -> Dict[str, Any]:
+    """Roll the model forward from context frames, applying the chosen modules.
+
+    ``modules[n, t, k] = m`` means "apply module m to slot k at future step t".  The guide infers
+    the context's latents (``z_0`` from the discovery posterior and, for D > 1 context frames,
+    the context's ``r_{t}``, ``z_{t}``); the model is replayed against them and the future sites
+    ``r_{D}..r_{D+H-1}`` are conditioned with ``poutine.condition`` on the hard one-hot module
+    choices.  By default the rollout is deterministic: every guide site takes its mean (hard mode
+    for ``r``) and every future update ``z_{t}`` the mean of its prior (:class:`UseMeans`); with
+    ``sample_updates=True`` they are sampled.
+
+    Args:
+        vim: a :class:`~pyro_vim.model.VIM`.
+        context: (N, D, 3, S, S) frames in [0, 1], D >= 1 (or (N, 3, S, S): one frame).
+        modules: int array / tensor (H, K) (the same for every video) or (N, H, K), values in
+            [0, M).
+        sample_updates: sample ``z`` (and the guide's ``r``) instead of taking means.
+
+    Returns:
+        A dict: ``frames`` (N, H, 3, S, S), ``positions`` (N, H, K, 2) pixels, ``masks``
+        (N, H, K, S, S), ``slot_renders`` (N, H, K, 3, S, S) each slot alone (rgb times mask on
+        black), ``modules`` (N, H, K); the same on the last context frame as ``start_frame``
+        (N, 3, S, S), ``start_positions`` (N, K, 2), ``start_masks``, ``start_slot_renders``;
+        ``trace`` (the conditioned model's :class:`pyro.poutine.Trace`) and ``log_density``
+        (its ``log_prob_sum()``, finite).
+    """
+    _check_vim(vim)
+    if not isinstance(sample_updates, bool):
+        raise TypeError(f"sample_updates must be a bool, got {sample_updates!r}")
+    context = _check_context(vim, context)
+    n, d = context.shape[:2]
+    c = vim.config
+    mods = _as_long_tensor("modules", modules, context.device)
+    if mods.dim() == 2:
+        mods = mods.unsqueeze(0).expand(n, *mods.shape)
+    if mods.dim() != 3 or mods.shape[0] != n or mods.shape[2] != c.num_slots \
+            or mods.shape[1] < 1:
+        raise ValueError(f"modules must have shape (H, K) or (N, H, K) with N={n}, K="
+                         f"{c.num_slots}, H >= 1, got {tuple(mods.shape)}")
+    if mods.min() < 0 or mods.max() >= c.num_modules:
+        raise ValueError(f"modules must be module indices in [0, {c.num_modules}), got values "
+                         f"in [{mods.min().item()}, {mods.max().item()}]")
+    horizon = mods.shape[1]
+    guide = vim.guide
+    if not sample_updates:
+        guide = UseMeans(["z_0"] + [f"{p}_{t}" for t in range(1, d) for p in ("r", "z")])(guide)
+    guide_trace = poutine.trace(guide).get_trace(context, horizon=horizon)
+    data = module_condition(mods, d, c.num_modules, dtype=context.dtype)
+    model = poutine.condition(poutine.replay(vim.model, trace=guide_trace), data=data)
+    if not sample_updates:
+        model = UseMeans([f"z_{t}" for t in range(d, d + horizon)])(model)
+    trace, states, likelihood = _run_model(model, context, horizon)
+    renders = _slot_renders(likelihood)                                  # (N, D+H, K, 3, S, S)
+    return {
+        "frames": trace.nodes["future_frames"]["value"],
+        "positions": trace.nodes["future_positions"]["value"],
+        "masks": trace.nodes["future_masks"]["value"],
+        "slot_renders": renders[:, d:],
+        "modules": mods,
+        "start_frame": likelihood.mean[:, d - 1],
+        "start_positions": vim.to_pixels(states[d - 1].pos),
+        "start_masks": likelihood.masks[:, d - 1],
+        "start_slot_renders": renders[:, d - 1],
+        "trace": trace,
+        "log_density": trace.log_prob_sum(),
+    }
+
+
+@torch.no_grad()
+def module_rollouts(vim: VIM, frame: torch.Tensor, slot: int, num_steps: int,
+                    sample_updates: bool = False) -> Dict[str, torch.Tensor]:
+    """Apply each module ``num_steps`` times from one frame and render one slot alone (Fig. 2).
+
+    For every module m, the rollout from ``frame`` conditions *all* slots (not only ``slot``) on
+    module m at every step: a ``r_{t}`` site holds the choice of every slot, and moving all slots
+    alike keeps their relative layout, hence the slot's share of the softmax masks, as on the
+    input frame.  The M rollouts run as one batch of M copies of the frame (see
+    :func:`counterfactual`, deterministic unless ``sample_updates``).
+
+    Args:
+        vim: a :class:`~pyro_vim.model.VIM`.
+        frame: (3, S, S) or (1, 3, S, S) frame in [0, 1].
+        slot: index of the slot to render, in [0, K).
+        num_steps: number of module applications (>= 1).
+
+    Returns:
+        ``renders`` (M, num_steps + 1, 3, S, S): the slot's rgb times its mask on black, step 0
+        being the reconstruction of ``frame``; ``positions`` (M, num_steps + 1, 2) the slot's
+        positions in pixels; ``frames`` (M, num_steps + 1, 3, S, S) the full rendered frames.
+    """
+    _check_vim(vim)
+    num_steps = _positive_int("num_steps", num_steps)
+    c = vim.config
+    if isinstance(slot, (bool, np.bool_)) or not isinstance(slot, numbers.Integral):
+        raise TypeError(f"slot must be an int, got {slot!r}")
+    if not 0 <= slot < c.num_slots:
+        raise ValueError(f"slot must be in [0, {c.num_slots}), got {slot}")
+    if not isinstance(frame, torch.Tensor):
+        raise TypeError(f"frame must be a torch.Tensor (3, S, S), got {type(frame).__name__}")
+    if frame.dim() == 4 and frame.shape[0] == 1:
+        frame = frame[0]
+    if frame.dim() != 3:
+        raise ValueError(f"frame must have shape (3, S, S) or (1, 3, S, S), got "
+                         f"{tuple(frame.shape)}")
+    m = c.num_modules
+    context = frame.expand(m, 1, *frame.shape)
+    modules = torch.arange(m).view(m, 1, 1).expand(m, num_steps, c.num_slots)
+    out = counterfactual(vim, context, modules, sample_updates=sample_updates)
+    renders = torch.cat([out["start_slot_renders"][:, None, slot],
+                         out["slot_renders"][:, :, slot]], 1)
+    positions = torch.cat([out["start_positions"][:, None, slot], out["positions"][:, :, slot]], 1)
+    frames = torch.cat([out["start_frame"][:, None], out["frames"]], 1)
+    return {"renders": renders, "positions": positions, "frames": frames}

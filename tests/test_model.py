@@ -1,0 +1,170 @@
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+
+from pyro_vim import VIM, KeyQueryGuide, SafeRelaxedOneHotCategorical, UniformPrior
+from pyro_vim.data import RandomWalk
+from pyro_vim.elbo import TermsELBO
+
+from .helpers import tiny_config
+
+
+def frames_of(n=3, t=4, size=16, seed=0):
+    return torch.from_numpy(RandomWalk(image_size=size).generate(n, t, seed).frames)
+
+
+def sample_sites(trace):
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and name not in ("videos", "slots")}
+
+
+def traces(vim, frames):
+    guide_trace = poutine.trace(vim.guide).get_trace(frames)
+    model_trace = poutine.trace(poutine.replay(vim.model, trace=guide_trace)).get_trace(frames)
+    return model_trace, guide_trace
+
+
+def test_model_and_guide_sites_names_classes_shapes():
+    c = tiny_config()
+    vim = VIM(c)
+    frames = frames_of()
+    model_trace, guide_trace = traces(vim, frames)
+    msites, gsites = sample_sites(model_trace), sample_sites(guide_trace)
+    latent = sorted(n for n, s in msites.items() if not s["is_observed"])
+    expected = ["r_1", "r_2", "r_3", "z_0", "z_1", "z_2", "z_3"]
+    assert latent == expected
+    assert sorted(gsites) == expected          # guide sites equal model latent sites
+    assert msites["x"]["is_observed"] and msites["x"]["value"].shape == (3, 1, 4, 3, 16, 16)
+    n, k, m, s = 3, c.num_slots, c.num_modules, c.state_dim
+    for trace in (model_trace, guide_trace):
+        sites = sample_sites(trace)
+        assert sites["z_0"]["value"].shape == (n, k, s)
+        for t in (1, 2, 3):
+            r, z = sites[f"r_{t}"], sites[f"z_{t}"]
+            assert type(r["fn"]) is SafeRelaxedOneHotCategorical
+            assert r["value"].shape == (n, k, m)
+            assert torch.allclose(r["value"].sum(-1), torch.ones(n, k))
+            assert isinstance(z["fn"], dist.Independent) and z["fn"].event_shape == (s,)
+            assert z["value"].shape == (n, k, s)
+            assert r["fn"].batch_shape == (n, k)
+    assert model_trace.nodes["videos"]["value"].shape == (n,)
+
+
+def test_elbo_finite_and_gradient_reaches_every_parameter():
+    vim = VIM(tiny_config())
+    loss = Trace_ELBO()(vim.model, vim.guide)(frames_of())
+    assert torch.isfinite(loss)
+    loss.backward()
+    missing = [name for name, p in vim.named_parameters() if p.grad is None
+               or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_terms_elbo_equals_trace_elbo():
+    vim = VIM(tiny_config())
+    frames = frames_of()
+    pyro.set_rng_seed(3)
+    reference = Trace_ELBO().differentiable_loss(vim.model, vim.guide, frames)
+    pyro.set_rng_seed(3)
+    loss, terms = TermsELBO().loss_and_terms(vim.model, vim.guide, frames)
+    assert torch.allclose(loss, reference)
+    total = (terms["recon"] + terms["kl_z"] + terms["kl_r"] + terms["kl_z0"]) * frames.shape[0]
+    value = loss.item()
+    assert abs(total - value) < 1e-2 * max(1.0, abs(value))
+    assert abs(terms["kl_z0"]) < 1e-4   # the guide uses the discovery model for z_0
+
+
+def test_conditioning_r_on_hard_one_hots_gives_finite_log_density():
+    c = tiny_config()
+    vim = VIM(c)
+    frames = frames_of(n=2, t=3)
+    hard = {f"r_{t}": torch.nn.functional.one_hot(torch.randint(c.num_modules, (2, c.num_slots)),
+                                                  c.num_modules).float() for t in (1, 2)}
+    conditioned = poutine.condition(vim.model, data=hard)
+    guide_trace = poutine.trace(vim.guide).get_trace(frames)
+    trace = poutine.trace(poutine.replay(conditioned, trace=guide_trace)).get_trace(frames)
+    trace.compute_log_prob()
+    for t in (1, 2):
+        assert torch.equal(trace.nodes[f"r_{t}"]["value"], hard[f"r_{t}"])
+        assert torch.isfinite(trace.nodes[f"r_{t}"]["log_prob"]).all()
+    assert torch.isfinite(trace.log_prob_sum())
+
+
+def test_infer_shapes_and_hard_selections():
+    c = tiny_config()
+    vim = VIM(c)
+    out = vim.infer(frames_of(n=2, t=5))
+    n, t, k, m, s = 2, 5, c.num_slots, c.num_modules, c.image_size
+    assert out["slots"].shape == (n, t, k, c.state_dim)
+    assert out["positions"].shape == (n, t, k, 2)
+    assert out["selection_probs"].shape == (n, t - 1, k, m)
+    assert out["selections"].shape == (n, t - 1, k) and out["selections"].dtype == torch.long
+    assert out["masks"].shape == (n, t, k, s, s)
+    assert out["recon"].shape == (n, t, 3, s, s)
+    assert torch.allclose(out["masks"].sum(2), torch.ones(n, t, s, s), atol=1e-5)
+    assert torch.allclose(out["selection_probs"].sum(-1), torch.ones(n, t - 1, k), atol=1e-5)
+
+
+def test_swappable_prior_and_guide_and_monolithic():
+    c = tiny_config()
+    for vim in (VIM(c, prior=UniformPrior()), VIM(c, guide=KeyQueryGuide(c.slot_dim,
+                                                                         hidden=16, key_dim=8)),
+                VIM(c.replace(num_modules=1))):
+        loss = Trace_ELBO()(vim.model, vim.guide)(frames_of(n=2, t=3))
+        assert torch.isfinite(loss)
+        loss.backward()
+
+
+def test_prediction_horizon_sites():
+    c = tiny_config()
+    vim = VIM(c)
+    trace = poutine.trace(vim.model).get_trace(frames_of(n=2, t=2)[:, :1], horizon=3)
+    assert trace.nodes["future_frames"]["value"].shape == (2, 3, 3, 16, 16)
+    assert trace.nodes["future_positions"]["value"].shape == (2, 3, c.num_slots, 2)
+    assert "r_3" in trace.nodes and "x" in trace.nodes
+
+
+def test_overfits_a_tiny_batch():
+    pyro.set_rng_seed(1)
+    vim = VIM(tiny_config())
+    frames = frames_of(n=2, t=3)
+    elbo = Trace_ELBO()(vim.model, vim.guide)
+    opt = torch.optim.Adam(vim.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = elbo(frames)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.1 * abs(first)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    ("frames", TypeError, "torch.Tensor"),
+    (torch.zeros(2, 3, 3, 16, 16, dtype=torch.uint8), TypeError, "floating point"),
+    (torch.zeros(2, 3, 16, 16), ValueError, "shape"),
+    (torch.zeros(2, 3, 3, 8, 8), ValueError, "image_size"),
+    (torch.zeros(0, 3, 3, 16, 16), ValueError, "empty"),
+    (torch.zeros(2, 1, 3, 16, 16), ValueError, "at least 2"),
+    (torch.full((2, 3, 3, 16, 16), float("nan")), ValueError, "NaN"),
+    (torch.full((2, 3, 3, 16, 16), 2.0), ValueError, r"\[0, 1\]"),
+])
+def test_bad_frames_are_rejected(bad, error, match):
+    vim = VIM(tiny_config())
+    for fn in (vim.model, vim.guide, vim.infer):
+        with pytest.raises(error, match=match):
+            fn(bad)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    vim = VIM(tiny_config())
+    path = tmp_path / "m.pt"
+    vim.save(str(path))
+    other = VIM.load(str(path))
+    frames = frames_of(n=1, t=3)
+    assert torch.allclose(vim.infer(frames)["recon"], other.infer(frames)["recon"])
