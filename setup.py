@@ -14,7 +14,7 @@ setup(
         "numpy",
         "matplotlib",
         "tqdm",
-        "pillow",
     ],
-    extras_require={"test": ["pytest>=7", "ruff"]},
+    # Pillow (GIFs) comes with matplotlib.
+    extras_require={"test": ["pytest>=7"]},
 )

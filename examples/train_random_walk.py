@@ -4,7 +4,10 @@
     python examples/train_random_walk.py --preset paper --device cuda
     python examples/train_random_walk.py --out runs/rw --resume
 
-Writes OUT/checkpoint.pt and OUT/log.jsonl and prints the final rule-module accuracy.
+Writes OUT/checkpoint.pt and OUT/log.jsonl and prints the final rule-module accuracy.  Bad
+arguments (a non-positive size, an OUT that already holds a run without --resume, --resume
+without a checkpoint, a checkpoint of another config, ...) stop with ``error: ...`` and exit
+status 2 before anything is written: OUT is not created and an existing run is left untouched.
 """
 import argparse
 import json
@@ -16,10 +19,10 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
-from pyro_vim.train import Trainer  # noqa: E402
+from pyro_vim.train import NonFiniteError, Trainer  # noqa: E402
 
 
-def parse_args(argv=None):
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="experiment preset (default: paper with CUDA, cpu otherwise)")
@@ -40,7 +43,51 @@ def parse_args(argv=None):
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip steps with a non-finite ELBO or gradient instead of stopping")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    return p
+
+
+#: (option, smallest allowed value) for the integer options (None: not given).
+_MINIMUM = {"steps": 1, "pretrain_steps": 0, "batch_size": 1, "seq_len": 2, "num_modules": 1,
+            "num_slots": 1, "eval_every": 0, "seed": 0, "checkpoint_every": 0}
+
+
+def check_args(args, parser=None) -> None:
+    """Reject impossible arguments before anything is written (``parser.error``: exit 2)."""
+    parser = parser or _parser()
+    for name, minimum in _MINIMUM.items():
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            parser.error(f"--{name.replace('_', '-')} must be an integer >= {minimum}, "
+                         f"got {value}")
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except (RuntimeError, ValueError) as e:
+            parser.error(f"bad --device {args.device!r}: {e}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            parser.error("--device cuda was asked for but CUDA is not available")
+    if not args.out:
+        parser.error("--out must name a folder")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out!r} exists and is not a folder")
+    checkpoint = os.path.join(args.out, "checkpoint.pt")
+    if args.resume and not os.path.isfile(checkpoint):
+        parser.error(f"--resume: there is no checkpoint at {checkpoint!r}")
+    if not args.resume and os.path.exists(checkpoint):
+        parser.error(f"--out {args.out!r} already holds a run ({checkpoint}); pass --resume to "
+                     "continue it, or choose another --out")
+    try:
+        build_config(args)
+    except (TypeError, ValueError) as e:
+        parser.error(f"these options make an invalid configuration: {e}")
+
+
+def parse_args(argv=None):
+    """Parse and check the command line (exit status 2 with a message on bad arguments)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    check_args(args, parser)
+    return args
 
 
 def build_config(args) -> VIMConfig:
@@ -56,13 +103,17 @@ def build_config(args) -> VIMConfig:
 
 
 def main(args) -> dict:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for but CUDA is not available")
+    check_args(args)
     config = build_config(args)
-    trainer = Trainer(config, out_dir=args.out, device=args.device, resume=args.resume,
-                      checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                      skip_nonfinite=args.skip_nonfinite)
+    try:
+        trainer = Trainer(config, out_dir=args.out, device=args.device, resume=args.resume,
+                          checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                          skip_nonfinite=args.skip_nonfinite)
+    except (FileNotFoundError, TypeError, ValueError) as e:   # e.g. a checkpoint of another config
+        _parser().error(str(e))
     steps = args.steps if args.steps is not None else config.pretrain_steps + config.steps
+    if steps < trainer.step:
+        _parser().error(f"--steps {steps} is below the checkpoint's step {trainer.step}")
     trainer.run(steps)
     result = {"step": trainer.step, "checkpoint": trainer.checkpoint_path}
     if trainer.step > config.pretrain_steps:
@@ -72,4 +123,8 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except NonFiniteError as e:     # names the step and terms; the last checkpoint is kept
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

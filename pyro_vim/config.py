@@ -9,10 +9,12 @@ slot-centric broadcast decoder, M=4 modules, shorter sequences and a short pre-t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
 
 PRESETS = ("cpu", "paper")
+DATASETS = ("random_walk", "compositional", "ood")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class VIMConfig:
     update_hidden: int = 64     # width of the Gaussian-update MLPs (Table 4: 64)
     keyquery_dim: int = 32      # key/query size of the selection attention (A.1: 64)
     discovery_iters: int = 3    # slot-attention iterations on the context frame
+    colour_sigma: float = 0.15  # initial colour bandwidth of the slot-attention k-means term
     track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
     module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
     # -- probabilistic model -----------------------------------------------------------------
@@ -42,11 +45,14 @@ class VIMConfig:
     sigma_x: float = 0.1        # std of each pixel's Gaussian mixture components
     z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
     selection_scale: float = 1.0  # pixels: distance scale of the module-selection posterior
+    z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
     # -- training ----------------------------------------------------------------------------
     batch_size: int = 32
     lr: float = 1e-3
     steps: int = 3000
     warmup_steps: int = 100
+    lr_half_life: int = 0       # dynamics learning rate halves every this many steps (0: never)
+    freeze_perception: bool = False  # keep encoder + slot attention fixed after pre-training
     clip_norm: float = 1e6      # global gradient-norm clipping (the ELBO sums pixels)
     pretrain_steps: int = 600   # slot-attention pre-training on single frames (A.2)
     pretrain_lr: float = 2e-3
@@ -77,11 +83,30 @@ class VIMConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"VIMConfig.{name} must be a positive int, got {value!r}")
-        for name in ("temperature", "sigma_x", "z0_scale", "selection_scale", "lr",
-                     "pretrain_lr", "clip_norm"):
+        for name in ("temperature", "sigma_x", "z0_scale", "selection_scale", "z_pos_scale",
+                     "colour_sigma", "lr", "pretrain_lr", "clip_norm"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"VIMConfig.{name} must be a positive number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 < value < math.inf:
+                raise ValueError(f"VIMConfig.{name} must be a positive finite number, "
+                                 f"got {value!r}")
+        for name in ("z_kl_weight_start", "z_kl_weight_end", "module_init_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < math.inf:
+                raise ValueError(f"VIMConfig.{name} must be a non-negative finite number, "
+                                 f"got {value!r}")
+        if isinstance(self.eval_seq_len, bool) or not isinstance(self.eval_seq_len, int) \
+                or self.eval_seq_len < 2:
+            raise ValueError(f"VIMConfig.eval_seq_len must be an int >= 2, "
+                             f"got {self.eval_seq_len!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"VIMConfig.dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if not isinstance(self.freeze_perception, bool):
+            raise ValueError(f"VIMConfig.freeze_perception must be a bool, "
+                             f"got {self.freeze_perception!r}")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"VIMConfig.extra must be a dict, got {type(self.extra).__name__}")
         if self.decoder_kernel % 2 == 0 or self.encoder_kernel % 2 == 0:
             raise ValueError("VIMConfig.encoder_kernel and decoder_kernel must be odd")
         if self.num_slots < self.num_objects:
@@ -91,6 +116,7 @@ class VIMConfig:
         if self.seq_len_start < 2 or self.seq_len_max < self.seq_len_start:
             raise ValueError("VIMConfig needs 2 <= seq_len_start <= seq_len_max")
         for name in ("steps", "pretrain_steps", "warmup_steps", "z_kl_anneal_steps",
+                     "lr_half_life",
                      "eval_every", "seq_len_increment", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -314,6 +314,14 @@ def _load_batch(args, config) -> VideoBatch:
         if batch.seq_len < 2:
             raise UsageError(f"--data {args.data!r} has sequences of {batch.seq_len} frame(s); "
                              "evaluation needs at least 2")
+        if batch.num_sequences == 0:
+            raise UsageError(f"--data {args.data!r} holds no sequences (an empty batch)")
+        if not np.isfinite(batch.frames).all():
+            raise UsageError(f"--data {args.data!r} has NaN or inf pixel values; frames must "
+                             "be float32 in [0, 1]")
+        if batch.frames.min() < 0 or batch.frames.max() > 1:
+            raise UsageError(f"--data {args.data!r} has pixel values outside [0, 1] (got "
+                             f"[{batch.frames.min():.3g}, {batch.frames.max():.3g}])")
     else:
         name = args.dataset or config.dataset
         objects = config.num_objects if args.num_objects is None else args.num_objects

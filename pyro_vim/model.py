@@ -67,7 +67,8 @@ class VIM(PyroModule):
         pixel = 2.0 / (c.image_size - 1)
         self.encoder = Encoder(c.encoder_channels, c.encoder_kernel, c.encoder_layers)
         self.slot_attention = SlotAttention(c.num_slots, c.encoder_channels, c.slot_dim,
-                                            hidden_dim=c.update_hidden)
+                                            hidden_dim=c.update_hidden,
+                                            colour_sigma=c.colour_sigma)
         self.decoder = BroadcastDecoder(c.slot_dim, c.image_size, c.decoder_channels,
                                         c.decoder_kernel, c.decoder_layers)
         self.transition = TransitionModules(c.num_modules, c.slot_dim, c.module_hidden,
@@ -88,6 +89,7 @@ class VIM(PyroModule):
         self.register_buffer("grid", coordinate_grid(c.image_size, c.image_size))
         self.register_buffer("temperature", torch.tensor(float(c.temperature)))
         self.register_buffer("z0_scale", torch.tensor(float(c.z0_scale)))
+        self.register_buffer("z_pos_scale", torch.tensor(float(c.z_pos_scale) * pixel))
         self.z_kl_weight = 1.0
 
     # ------------------------------------------------------------------ validation
@@ -152,9 +154,16 @@ class VIM(PyroModule):
         return (w * cand_pos).sum(-2), (w * cand_feat).sum(-2)
 
     def latent_update_prior(self, mix_pos, mix_feat):
+        """N(MLP(f(h, r))) of Sec. 3.1.  The position part is N(0, z_pos_scale): the update models
+        what the modules leave unexplained.  With a learned scale the prior widened until z
+        carried the motion and the modules went unused; with a learned mean the prior took over
+        half of every move (the modules learned 1.6 px of the 3 px steps)."""
         out = self.update_prior(torch.cat([mix_pos, mix_feat], -1))
         s = self.config.state_dim
-        return out[..., :s], F.softplus(out[..., s:]) + 1e-4
+        loc = torch.cat([torch.zeros_like(out[..., :2]), out[..., 2:s]], -1)
+        scale = torch.cat([self.z_pos_scale.expand(out[..., s:s + 2].shape),
+                           F.softplus(out[..., s + 2:]) + 1e-4], -1)
+        return loc, scale
 
     def update(self, mix_pos, mix_feat, z) -> SlotState:
         """g(h_{t-1}, z_t, r_t) of Eq. 2."""
@@ -300,10 +309,10 @@ class VIM(PyroModule):
 
     @classmethod
     def load(cls, path: str, map_location="cpu") -> "VIM":
-        from .checkpoint import load_checkpoint
+        from .checkpoint import load_checkpoint, load_model_state
         ckpt = load_checkpoint(path, map_location=map_location)
         vim = cls(VIMConfig.from_dict(ckpt["config"]))
-        vim.load_state_dict(ckpt["model"])
+        load_model_state(vim, ckpt)
         return vim
 
     def __repr__(self):

@@ -23,7 +23,14 @@ from typing import Callable, Dict, Optional
 import pyro
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import (
+    check_config,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import VIMConfig
 from .data import make_dataset
 from .elbo import TermsELBO
@@ -54,7 +61,11 @@ def make_generator(config: VIMConfig):
 
 
 class NonFiniteError(FloatingPointError):
-    pass
+    """A non-finite ELBO term or gradient; the message names the step and the terms."""
+
+
+#: The ELBO terms of a log record checked for finiteness (with ``grad_norm``).
+TERMS = ("loss", "recon", "kl_z", "kl_r", "kl_z0", "other")
 
 
 class Trainer:
@@ -63,6 +74,18 @@ class Trainer:
     def __init__(self, config: VIMConfig, out_dir: Optional[str] = None, device=None,
                  resume: bool = False, checkpoint_every: int = 500, progress: bool = True,
                  skip_nonfinite: bool = False, prior=None, guide=None):
+        if not isinstance(config, VIMConfig):
+            raise TypeError(f"Trainer expects a VIMConfig, got {type(config).__name__}")
+        if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+            raise TypeError(f"out_dir must be a folder path or None, got {type(out_dir).__name__}")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
+                or checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be a non-negative int (0: only at the end), "
+                             f"got {checkpoint_every!r}")
+        if out_dir is not None and os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise ValueError(f"out_dir {os.fspath(out_dir)!r} exists and is not a folder")
+        if resume and out_dir is None:
+            raise ValueError("resume=True needs out_dir (the folder holding checkpoint.pt)")
         self.config = config.validate()
         self.out_dir = out_dir
         self.device = torch.device(device) if device is not None else default_device()
@@ -71,6 +94,7 @@ class Trainer:
         self.skip_nonfinite = skip_nonfinite
         self.step = 0
         self.skipped = 0
+        self.saved_step: Optional[int] = None      # step of the last checkpoint written/loaded
         self.last_eval: Dict[str, float] = {}
         pyro.set_rng_seed(config.seed)
         self.vim = VIM(config, prior=prior, guide=guide).to(self.device)
@@ -91,41 +115,70 @@ class Trainer:
         return os.path.join(self.out_dir, "log.jsonl") if self.out_dir else None
 
     def _resume(self):
-        if not self.checkpoint_path or not os.path.exists(self.checkpoint_path):
-            raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path!r}")
-        ckpt = load_checkpoint(self.checkpoint_path, map_location=self.device)
-        saved = VIMConfig.from_dict(ckpt["config"])
-        if saved != self.config:
-            diff = {k: (v, getattr(self.config, k)) for k, v in saved.to_dict().items()
-                    if getattr(self.config, k) != v}
-            raise ValueError(f"--resume: the checkpoint's config differs from this run's "
-                             f"(field: (checkpoint, now)): {diff}")
-        self.vim.load_state_dict(ckpt["model"])
-        if "optimizer" in ckpt:
+        """Restore model, optimiser, step and every RNG; writes nothing (and on error changes
+        nothing on disk): the log is trimmed to the checkpoint's step by ``run``."""
+        path = self.checkpoint_path
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"resume: no checkpoint at {path!r} (start without resume "
+                                    "or point out_dir at the folder of an earlier run)")
+        # RNG states must stay on the CPU; load_state_dict moves the rest to the device
+        ckpt = load_checkpoint(path, map_location="cpu")
+        if "rng" not in ckpt or "optimizer" not in ckpt:
+            raise ValueError(f"resume: {path!r} is a model-only checkpoint (no optimiser/RNG "
+                             "state), it cannot be resumed exactly")
+        check_config(ckpt, self.config, "this run",
+                     hint="resume with the settings of the run that wrote it")
+        load_model_state(self.vim, ckpt)
+        try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ValueError(f"resume: the optimiser state in {path!r} does not fit this "
+                             f"model: {e}") from None
         self.step = int(ckpt["step"])
+        self.saved_step = self.step
         self.skipped = int(ckpt.get("skipped", 0))
         set_rng_state(ckpt["rng"])
-        self._truncate_log(self.step)
 
     def _truncate_log(self, step: int):
-        """Drop log lines written after the checkpoint (a crash may have left some)."""
+        """Keep exactly the log lines of steps 1..``step`` (a crash may have left later lines,
+        or half a line); rewrites the log atomically, and only when something changes."""
         if not self.log_path or not os.path.exists(self.log_path):
             return
         with open(self.log_path) as f:
-            lines = [ln for ln in f if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+            lines = f.readlines()
+        kept = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:      # a half-written last line (killed mid-write)
+                    continue
+                raise ValueError(f"{self.log_path!r} line {i + 1} is not JSON; move the log "
+                                 "away to resume") from None
+            if record.get("step", 0) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        if kept == lines:
+            return
         tmp = self.log_path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(kept)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self.log_path)
 
     def save(self):
         if self.checkpoint_path:
             save_checkpoint(self.checkpoint_path, self.vim, self.optimizer, self.step,
                             skipped=self.skipped)
+            self.saved_step = self.step
 
     # ---------------------------------------------------------------- one step
+    def perception_parameters(self):
+        """Encoder and slot attention: what ``config.freeze_perception`` keeps fixed in dynamics."""
+        return list(self.vim.encoder.parameters()) + list(self.vim.slot_attention.parameters())
+
     def lr_at(self, step: int) -> float:
         c = self.config
         if step < c.pretrain_steps:
@@ -134,6 +187,8 @@ class Trainer:
             base, local = c.lr, step - c.pretrain_steps
         if c.warmup_steps:
             base *= min(1.0, (local + 1) / c.warmup_steps)
+        if step >= c.pretrain_steps and c.lr_half_life:
+            base *= 0.5 ** (local / c.lr_half_life)
         return base
 
     def batch(self, step: int) -> torch.Tensor:
@@ -160,33 +215,80 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss, terms = self.elbo.loss_and_terms(model, guide, frames)
+        try:
+            loss, terms = self.elbo.loss_and_terms(model, guide, frames)
+        except ValueError as e:     # Pyro's validation: a distribution got NaN/inf parameters
+            loss, terms = self._invalid_elbo(e, model, guide, frames)
         n = frames.shape[0]
         record = {"step": step + 1, "phase": "pretrain" if pretraining else "dynamics",
                   "loss": float(loss.detach()) / n, "seq_len": int(frames.shape[1]), "lr": lr,
                   "z_kl_weight": vim.z_kl_weight if not pretraining else None}
         record.update({k: v for k, v in terms.items()})
-        bad = [k for k in ("loss", "recon", "kl_z", "kl_r") if k in record
+        bad = [k for k in TERMS if isinstance(record.get(k), float)
                and not math.isfinite(record[k])]
         if not bad:
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(vim.parameters(), c.clip_norm)
+            if not pretraining and c.freeze_perception:
+                for p in self.perception_parameters():
+                    p.grad = None
+            grads = [p.grad for p in vim.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads)
             record["grad_norm"] = float(norm)
-            if not math.isfinite(record["grad_norm"]):
+            if math.isfinite(record["grad_norm"]):
+                torch.nn.utils.clip_grads_with_norm_(vim.parameters(), c.clip_norm, norm)
+            else:    # leave the gradients as they are, so the message can name the bad ones
                 bad.append("grad_norm")
         if bad:
             if not self.skip_nonfinite:
-                raise NonFiniteError(
-                    f"non-finite {', '.join(bad)} at step {step + 1} "
-                    f"({', '.join(f'{k}={record.get(k)}' for k in ('loss', 'recon', 'kl_z', 'kl_r', 'grad_norm') if k in record)}); "
-                    f"the last good checkpoint is kept at {self.checkpoint_path}")
+                raise NonFiniteError(self._nonfinite_message(step + 1, bad, record))
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
             record["skipped"] = self.skipped
+            record["nonfinite"] = bad
         else:
             self.optimizer.step()
         self.step += 1
         return record
+
+    def _invalid_elbo(self, error: ValueError, model, guide, frames):
+        """A distribution rejected its parameters (NaN/inf reached it): a non-finite ELBO.
+
+        Re-raises any other ValueError.  To name the offending terms the ELBO is recomputed
+        once without validation (no gradient; only on this failure path).
+        """
+        message = str(error)
+        if "invalid values" not in message:
+            raise error
+        terms: Dict[str, object] = {}
+        try:
+            with pyro.validation_enabled(False), torch.no_grad():
+                terms.update(self.elbo.loss_and_terms(model, guide, frames)[1])
+        except Exception:
+            pass
+        first = message.strip().splitlines()[0]
+        terms["invalid"] = first.split(", but found")[0][:300]
+        return torch.tensor(float("nan")), terms
+
+    def _nonfinite_message(self, step: int, bad, record) -> str:
+        values = ", ".join(f"{k}={record[k]}" for k in (*TERMS, "grad_norm") if k in record)
+        lines = [f"non-finite {', '.join(bad)} at step {step} ({values})"]
+        if "invalid" in record:
+            lines.append(f"Pyro's validation refused a distribution: {record['invalid']}")
+        params = [n for n, p in self.vim.named_parameters() if not torch.isfinite(p).all()]
+        grads = [n for n, p in self.vim.named_parameters()
+                 if p.grad is not None and not torch.isfinite(p.grad).all()]
+        for what, names in (("parameters", params), ("gradients", grads)):
+            if names:
+                lines.append(f"non-finite {what}: {', '.join(names[:8])}"
+                             + (f" and {len(names) - 8} more" if len(names) > 8 else ""))
+        if self.saved_step is not None:
+            lines.append(f"the last good checkpoint (step {self.saved_step}) is kept at "
+                         f"{self.checkpoint_path}")
+        else:
+            lines.append("no checkpoint was written yet" if self.checkpoint_path
+                         else "no checkpoint is kept (no out_dir)")
+        lines.append("pass skip_nonfinite=True (--skip-nonfinite) to skip such steps instead")
+        return "; ".join(lines)
 
     # ---------------------------------------------------------------- evaluation
     def evaluation_batch(self):
@@ -205,8 +307,15 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
     def run(self, steps: int, callback: Optional[Callable[["Trainer", dict], None]] = None,
             time_budget_s: Optional[float] = None) -> "Trainer":
-        """Train until the total step count reaches ``steps`` (pre-training included)."""
+        """Train until the total step count reaches ``steps`` (pre-training included).
+
+        The log first loses any line past the current step (left by a crash after the last
+        checkpoint), so after a resume it holds every step exactly once.
+        """
         from tqdm.auto import tqdm
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+        self._truncate_log(self.step)
         if self.out_dir:
             os.makedirs(self.out_dir, exist_ok=True)
         start = time.time()
@@ -221,18 +330,20 @@ class Trainer:
                 dyn_step = self.step - c.pretrain_steps
                 if dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
                                                       or self.step == steps):
-                    was_training = self.vim.training
+                    was_training, rng = self.vim.training, rng_state()
                     self.vim.eval()
                     record["eval"] = self.evaluate()
                     self.vim.train(was_training)
+                    set_rng_state(rng)  # evaluation never shifts training's random numbers
                 if log:
-                    log.write(json.dumps(record) + "\n")
+                    log.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
                     log.flush()
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
                 bar.update(1)
                 post = {"loss": f"{record['loss']:.1f}", "rec": f"{record.get('recon', 0):.1f}",
-                        "klz": f"{record.get('kl_z', 0):.2f}", "klr": f"{record.get('kl_r', 0):.2f}"}
+                        "klz": f"{record.get('kl_z', 0):.2f}",
+                        "klr": f"{record.get('kl_r', 0):.2f}"}
                 if self.last_eval:
                     post["acc"] = f"{self.last_eval['accuracy']:.3f}"
                 bar.set_postfix(post, refresh=False)
@@ -244,8 +355,20 @@ class Trainer:
             bar.close()
             if log:
                 log.close()
-        self.save()
+        if self.saved_step != self.step:
+            self.save()
         return self
+
+
+def _json_safe(x):
+    """Strict JSON for the log: non-finite floats (a skipped step's terms) become None."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
 
 
 def train(config: VIMConfig, out_dir: Optional[str] = None, steps: Optional[int] = None,

@@ -15,4 +15,5 @@ def _seed_and_validate():
     pyro.clear_param_store()
 
 
-torch.set_num_threads(int(os.environ.get("PYRO_VIM_TEST_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("PYRO_VIM_TEST_THREADS",
+                                         os.environ.get("OMP_NUM_THREADS", "2"))))

@@ -24,7 +24,8 @@ def test_train_random_walk_smoke_and_resume(tmp_path, capsys):
     assert os.path.exists(os.path.join(out, "checkpoint.pt"))
     resumed = ex.main(ex.parse_args(args[:1] + ["6"] + args[2:] + ["--resume"]))
     assert resumed["step"] == 6
-    steps = [json.loads(x)["step"] for x in open(os.path.join(out, "log.jsonl"))]
+    with open(os.path.join(out, "log.jsonl")) as f:
+        steps = [json.loads(x)["step"] for x in f]
     assert steps == [1, 2, 3, 4, 5, 6]
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(printed)["step"] == 6

@@ -115,11 +115,12 @@ def load_npz(path: PathLike) -> VideoBatch:
     if not path.is_file():
         raise FileNotFoundError(f"no such dataset file: {path}")
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("not an .npz archive")
-        with data:
-            contents = {key: data[key] for key in data.files}
+        with open(path, "rb") as fh:
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with data:
+                contents = {key: data[key] for key in data.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ValueError(f"{path} is not a pyro-vim dataset (.npz): {exc}") from exc
 

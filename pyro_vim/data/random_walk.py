@@ -249,6 +249,11 @@ class VideoBatch:
             raise ValueError(f"frames must be square, got H={h}, W={w}")
         if f.dtype != np.float32:
             raise ValueError(f"frames must be float32, got {f.dtype}")
+        if f.size and not np.isfinite(f).all():
+            raise ValueError("frames contain NaN or inf values; expected float32 RGB in [0, 1]")
+        if f.size and (f.min() < 0 or f.max() > 1):
+            raise ValueError(f"frames must lie in [0, 1], got values in "
+                             f"[{f.min():.3g}, {f.max():.3g}]")
         p = self.positions
         if not isinstance(p, np.ndarray) or p.ndim != 4 or p.shape[:2] != (n, t) or (
             p.shape[3] != 2

@@ -4,8 +4,8 @@ A slot state is h = (pos, feat).  Module m maps h to an additive update
 f_m(h) = (dpos_m, dfeat_m) (Table 4 sizes), so candidate m is s_m = (pos + dpos_m, feat + dfeat_m).
 The M MLPs are stored as stacked weights and evaluated in one batched call.  Modules start near
 the identity: the last layer's weights are small and each module's position bias is a translation
-of ``init_scale`` (normalised units) in its own direction, spread around the circle from a random
-angle, so that the modules start distinct but uninformed.
+of ``init_scale`` (normalised units) in an independent uniformly random direction, so that the
+modules start distinct but uninformed (no grouping of the moves is built in).
 """
 import math
 
@@ -48,8 +48,7 @@ class TransitionModules(nn.Module):
         self.l2 = StackedLinear(num_modules, hidden, hidden)
         self.l3 = StackedLinear(num_modules, hidden, 2 + slot_dim, weight_scale=0.01)
         with torch.no_grad():
-            phase = torch.rand(()) * 2 * math.pi
-            angles = phase + torch.arange(num_modules) * (2 * math.pi / num_modules)
+            angles = torch.rand(num_modules) * (2 * math.pi)   # i.i.d.: no built-in grouping
             directions = torch.stack([torch.cos(angles), torch.sin(angles)], -1)
             self.l3.bias[:, :2] = init_scale * directions
             self.l3.bias[:, 2:] = 0.0
