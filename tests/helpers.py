@@ -1,5 +1,19 @@
-"""Tiny configurations shared by the tests."""
+"""Tiny configurations and script loading shared by the tests."""
+import importlib.util
+import os
+
 from pyro_vim.config import VIMConfig
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def load_script(folder: str, name: str):
+    """Import ``REPO/folder/name.py`` as a module (examples and benchmarks are scripts)."""
+    path = os.path.join(REPO, folder, f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_config(**overrides) -> VIMConfig:

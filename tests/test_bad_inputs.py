@@ -27,15 +27,6 @@ S = 16
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "train_random_walk.py")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread (the machine is shared; exact float comparisons need one fixed count)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def vim():
     torch.manual_seed(0)

@@ -24,14 +24,6 @@ S, K, M = 16, 4, 4
 FIGURES = ["confusion.png", "module_rollouts.png", "reconstruction.png", "sequence.gif"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**kw):
     base = dict(image_size=S, slot_dim=8, encoder_channels=8, decoder_channels=8,
                 module_hidden=16, update_hidden=16, keyquery_dim=8, num_slots=K,

@@ -1,16 +1,14 @@
 """Every example in examples/ is smoke-run with tiny arguments."""
-import importlib.util
 import json
 import os
+
+from .helpers import load_script
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(EXAMPLES, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("examples", name)
 
 
 def test_train_random_walk_smoke_and_resume(tmp_path, capsys):

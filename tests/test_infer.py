@@ -19,15 +19,6 @@ from pyro_vim.infer import (
 S, K, M = 16, 4, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the machine is shared; torch's intra-op threads only slow these tiny models down
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def vim():
     config = VIMConfig(image_size=S, slot_dim=8, encoder_channels=8, decoder_channels=8,

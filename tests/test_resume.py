@@ -21,15 +21,6 @@ from .helpers import tiny_config
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "train_random_walk.py")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread (the machine is shared; exact float comparisons need one fixed count)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read_log(out):
     with open(os.path.join(out, "log.jsonl")) as f:
         return [json.loads(line) for line in f]

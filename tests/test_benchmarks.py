@@ -1,0 +1,25 @@
+"""The benchmark scripts run (tiny arguments); their numbers are recorded in BENCHMARKS.md."""
+import json
+
+from .helpers import load_script
+
+
+def load(name):
+    return load_script("benchmarks", name)
+
+
+def test_time_to_identification_smoke(tmp_path):
+    bench = load("time_to_identification")
+    out = tmp_path / "tti"
+    result = bench.main(bench.parse_args(["--minutes", "0.02", "--eval-every-minutes", "0.01",
+                                          "--eval-sequences", "2", "--eval-seq-len", "3",
+                                          "--out", str(out)]))
+    assert result["curve"] and 0.0 <= result["curve"][-1]["accuracy"] <= 1.0
+    saved = json.loads((out / "curve.json").read_text())
+    assert saved["curve"] == result["curve"]
+    assert (out / "checkpoint.pt").exists()
+
+
+def test_throughput_smoke():
+    result = load("throughput").main(["--repeats", "1"])
+    assert result["generate_32x10_ms"] > 0 and result["pretrain_step_s"] > 0
