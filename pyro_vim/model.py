@@ -210,7 +210,18 @@ class VIM(PyroModule):
         horizon = _check_horizon(horizon)
         return self._guide(self.check_frames(frames, min_frames=1 if horizon else 2))
 
+    def _register(self):
+        """Put every parameter (the plain torch sub-networks' too) in Pyro's param store, so
+        ``SVI(vim.model, vim.guide, pyro.optim.Adam(...), Trace_ELBO())`` trains them all.  The
+        name is unique per instance, so several models can share one param store."""
+        pyro.module(self.param_store_name, self)
+
+    @property
+    def param_store_name(self) -> str:
+        return f"vim_{id(self):x}"
+
     def _model(self, frames: torch.Tensor, observe: bool = True, horizon: int = 0):
+        self._register()
         n, t_len = frames.shape[:2]
         videos, slots = self._plates(n)
         loc, scale, _ = self.discover(self.encoder(frames[:, 0]), frames[:, 0])
@@ -250,6 +261,8 @@ class VIM(PyroModule):
 
     def _guide(self, frames: torch.Tensor, hard: bool = False):
         """The guide's recurrence.  ``hard=True``: no sampling, argmax r and mean z (evaluation)."""
+        if not hard:
+            self._register()
         n, t_len = frames.shape[:2]
         videos, slots = self._plates(n)
         features = self.encode(frames)                    # every frame in one call

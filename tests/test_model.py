@@ -168,3 +168,18 @@ def test_save_and_load_round_trip(tmp_path):
     other = VIM.load(str(path))
     frames = frames_of(n=1, t=3)
     assert torch.allclose(vim.infer(frames)["recon"], other.infer(frames)["recon"])
+
+
+def test_classic_svi_with_pyro_optim_trains_every_parameter():
+    from pyro.infer import SVI
+    from pyro.optim import Adam
+
+    vim = VIM(tiny_config())
+    before = {name: p.detach().clone() for name, p in vim.named_parameters()}
+    svi = SVI(vim.model, vim.guide, Adam({"lr": 1e-2}), Trace_ELBO())
+    for _ in range(2):
+        assert torch.isfinite(torch.tensor(svi.step(frames_of(n=2, t=3))))
+    store = pyro.get_param_store()
+    assert len(list(store.keys())) == len(before)
+    unchanged = [n for n, p in vim.named_parameters() if torch.equal(p.detach(), before[n])]
+    assert unchanged == []
