@@ -3,8 +3,10 @@
 ``VIMConfig.preset("paper")`` follows Appendix A of the paper (64-channel 5x5 CNN encoder and
 broadcast decoder, 128-unit transition modules, K=4 slots, M=5 modules, the 6->20 frame length
 curriculum and slot-attention pre-training with learning-rate warm-up).  ``VIMConfig.preset("cpu")``
-is the small variant that trains on two CPU cores: 32 channels, a 3x3 encoder, a per-pixel (1x1)
-slot-centric broadcast decoder, M=4 modules, shorter sequences and a short pre-training.
+is the small variant that trains on two CPU cores: 32 channels, a 3x3 encoder (2 layers), a
+per-pixel (1x1) slot-centric broadcast decoder, 32-d slot features, 64-unit modules, M=4 modules,
+sequences of 4 -> 8 frames, 600 pre-training steps and 800 dynamics steps (about 12 minutes on
+two cores; see BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ class VIMConfig:
     # -- training ----------------------------------------------------------------------------
     batch_size: int = 32
     lr: float = 1e-3
-    steps: int = 3000
+    steps: int = 800            # dynamics steps after pre-training (the cpu curve peaks near here)
     warmup_steps: int = 100
     lr_half_life: int = 0       # dynamics learning rate halves every this many steps (0: never)
     freeze_perception: bool = False  # keep encoder + slot attention fixed after pre-training
