@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 PRESETS = ("cpu", "paper")
 DATASETS = ("random_walk", "compositional", "ood")
@@ -177,7 +177,3 @@ class VIMConfig:
         start, end = self.z_kl_weight_start, self.z_kl_weight_end
         return float(start + frac * (end - start))
 
-
-def grid_coords(image_size: int) -> Tuple[float, float]:
-    """Pixel i of an image of size S sits at -1 + 2 i / (S - 1) in normalised coordinates."""
-    return -1.0, 2.0 / (image_size - 1)

@@ -38,12 +38,9 @@ class TermsELBO(Trace_ELBO):
                     continue
                 lp = site["log_prob_sum"]
                 particle = particle + lp
-                unscaled = float(lp.detach()) / float(site["scale"])
+                terms[_term(name)] -= float(lp.detach()) / float(site["scale"])
                 if site["is_observed"]:
-                    terms[_term(name)] -= unscaled
                     n_videos = site["value"].shape[0]
-                else:
-                    terms[_term(name)] -= unscaled
             for name, site in guide_trace.nodes.items():
                 if site["type"] != "sample" or site["is_observed"]:
                     continue

@@ -31,7 +31,15 @@ from torch.nn import functional as F
 from .config import VIMConfig
 from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
 from .guides import SlotAttentionGuide
-from .nn import MLP, BroadcastDecoder, Encoder, SlotAttention, TransitionModules, coordinate_grid
+from .nn import (
+    MLP,
+    BroadcastDecoder,
+    Encoder,
+    SlotAttention,
+    TransitionModules,
+    coordinate_grid,
+    coords_to_pixels,
+)
 from .priors import KeyQueryPrior
 
 
@@ -257,7 +265,7 @@ class VIM(PyroModule):
 
     def to_pixels(self, pos: torch.Tensor) -> torch.Tensor:
         """Normalised (x, y) -> pixels (x = column, y = row)."""
-        return (pos + 1.0) * ((self.config.image_size - 1) / 2.0)
+        return coords_to_pixels(pos, self.config.image_size)
 
     def _guide(self, frames: torch.Tensor, hard: bool = False):
         """The guide's recurrence.  ``hard=True``: no sampling, argmax r and mean z (evaluation)."""
