@@ -59,11 +59,11 @@ class VIMConfig:
     pretrain_steps: int = 600   # slot-attention pre-training on single frames (A.2)
     pretrain_lr: float = 2e-3
     seq_len_start: int = 4      # length curriculum (A.2: 6 -> 20, +2 every 40 epochs)
-    seq_len_max: int = 4
+    seq_len_max: int = 8
     seq_len_increment: int = 2
     seq_len_every: int = 500
     z_kl_weight_start: float = 10.0   # poutine.scale on z_t: modules must explain motion first
-    z_kl_weight_end: float = 10.0
+    z_kl_weight_end: float = 1.0
     z_kl_anneal_steps: int = 1000
     eval_every: int = 100
     eval_sequences: int = 32
@@ -141,8 +141,7 @@ class VIMConfig:
                 module_hidden=128, update_hidden=64, keyquery_dim=64, batch_size=32,
                 lr=4e-4, steps=100_000, warmup_steps=10_000, pretrain_steps=20_000,
                 pretrain_lr=4e-4, seq_len_start=6, seq_len_max=20, seq_len_increment=2,
-                seq_len_every=5_000, z_kl_weight_end=1.0, z_kl_anneal_steps=20_000,
-                eval_every=2_000,
+                seq_len_every=5_000, z_kl_anneal_steps=20_000, eval_every=2_000,
                 eval_seq_len=20)
         else:
             raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
