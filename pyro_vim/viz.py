@@ -204,6 +204,16 @@ def _finish(fig, path: Optional[PathLike], dpi: int):
     return path
 
 
+def _finish_grid(fig, title: Optional[str], path: Optional[PathLike], dpi: int,
+                 hspace: float = 0.08):
+    """Title and spacing shared by the image-grid figures, then save or return."""
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.02, top=0.9 if title else 0.94,
+                        wspace=0.05, hspace=hspace)
+    return _finish(fig, path, dpi)
+
+
 def _image(ax, img: np.ndarray, label: Optional[str] = None, title: Optional[str] = None):
     """Draw a (3, H, W) image or an (H, W) grey map in [0, 1] without ticks."""
     img = np.clip(img, 0.0, 1.0)
@@ -337,11 +347,7 @@ def plot_module_rollouts(
                 ax.plot(pos[i, j, 0], pos[i, j, 1], marker="o", ms=2.0, color="white")
                 ax.set_xlim(-0.5, imgs.shape[-1] - 0.5)
                 ax.set_ylim(imgs.shape[-2] - 0.5, -0.5)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.02, top=0.9 if title else 0.94,
-                        wspace=0.05, hspace=0.1)
-    return _finish(fig, path, dpi)
+    return _finish_grid(fig, title, path, dpi, hspace=0.1)
 
 
 def plot_reconstruction(
@@ -382,11 +388,7 @@ def plot_reconstruction(
         _image(axes[1, j], y[j], "recon" if j == 0 else None)
         for s in range(k):
             _image(axes[2 + s, j], mk[j, s], f"mask {s}" if j == 0 else None)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.02, top=0.9 if title else 0.94,
-                        wspace=0.05, hspace=0.08)
-    return _finish(fig, path, dpi)
+    return _finish_grid(fig, title, path, dpi, hspace=0.08)
 
 
 def plot_predictions(
@@ -433,8 +435,4 @@ def plot_predictions(
         _image(axes[0, d + j], fut[j], None, f"+{j + 1}")
         for i in range(n):
             _image(axes[i + 1, d + j], smp[i, j], f"sample {i}" if j == 0 else None)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.02, top=0.9 if title else 0.94,
-                        wspace=0.05, hspace=0.08)
-    return _finish(fig, path, dpi)
+    return _finish_grid(fig, title, path, dpi, hspace=0.08)
