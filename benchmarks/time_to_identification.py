@@ -4,7 +4,8 @@ minutes on held-out sequences (a seed never used in training), printing minutes 
     python benchmarks/time_to_identification.py --minutes 15 --out runs/tti
 
 Writes OUT/checkpoint.pt, OUT/log.jsonl and OUT/curve.json (minutes, step, accuracy, NMI,
-position error, module usage).  Evaluation time is excluded from the training clock.
+position error, module usage, each module's mean translation in pixels).  Evaluation time is
+excluded from the training clock.
 """
 import argparse
 import json
@@ -73,7 +74,8 @@ def main(args):
         point = {"minutes": round(train_time / 60, 2), "step": trainer.step, "phase": phase,
                  "accuracy": report["rule_module_accuracy"], "nmi": report["nmi"],
                  "position_error": report["mean_position_error"],
-                 "module_usage": report["module_usage"]}
+                 "module_usage": report["module_usage"],
+                 "module_translation_px": report["module_translation_px"]}
         curve.append(point)
         print(f"{point['minutes']:8.2f} {point['step']:6d} {phase:>9} {point['accuracy']:9.3f} "
               f"{point['nmi']:6.3f} {point['position_error']:8.2f}", flush=True)
@@ -87,7 +89,9 @@ def main(args):
         json.dump(result, f, indent=1)
     best = max(curve, key=lambda p: p["accuracy"])
     print(json.dumps({"final_accuracy": curve[-1]["accuracy"], "best_accuracy": best["accuracy"],
-                      "best_minutes": best["minutes"]}))
+                      "best_minutes": best["minutes"],
+                      "final_module_translation_px": [[round(v, 2) for v in m] for m in
+                                                      curve[-1]["module_translation_px"]]}))
     return result
 
 

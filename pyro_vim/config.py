@@ -5,8 +5,9 @@ broadcast decoder, 128-unit transition modules, K=4 slots, M=5 modules, the 6->2
 curriculum and slot-attention pre-training with learning-rate warm-up).  ``VIMConfig.preset("cpu")``
 is the small variant that trains on two CPU cores: 32 channels, a 3x3 encoder (2 layers), a
 per-pixel (1x1) slot-centric broadcast decoder, 32-d slot features, 64-unit modules, M=4 modules,
-sequences of 4 -> 8 frames, 600 pre-training steps and 800 dynamics steps (about 12 minutes on
-two cores; see BENCHMARKS.md).
+sequences of 4 -> 8 frames, 400 pre-training steps and 800 dynamics steps (about 10 minutes on
+two cores; see BENCHMARKS.md).  Both presets use the seeded slot-attention start
+(``slot_init="seeded"``) and local object masks (``mask_extent``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict
+
+from .nn.slot_attention import SLOT_INITS
 
 PRESETS = ("cpu", "paper")
 DATASETS = ("random_walk", "compositional", "ood")
@@ -35,11 +38,13 @@ class VIMConfig:
     decoder_channels: int = 32
     decoder_kernel: int = 1     # 1: per-pixel MLP decoder; 5: the paper's 5x5 conv decoder
     decoder_layers: int = 1     # hidden layers after the broadcast layer
+    mask_extent: float = 5.0    # pixels: initial extent of object slots' masks (0: not local)
     module_hidden: int = 64     # width of each transition module MLP (Table 4: 128)
     update_hidden: int = 64     # width of the Gaussian-update MLPs (Table 4: 64)
     keyquery_dim: int = 32      # key/query size of the selection attention (A.1: 64)
     discovery_iters: int = 3    # slot-attention iterations on the context frame
     colour_sigma: float = 0.15  # initial colour bandwidth of the slot-attention k-means term
+    slot_init: str = "seeded"   # discovery start: "seeded" on the frame or "learned" per slot
     track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
     module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
     # -- probabilistic model -----------------------------------------------------------------
@@ -56,7 +61,7 @@ class VIMConfig:
     lr_half_life: int = 0       # dynamics learning rate halves every this many steps (0: never)
     freeze_perception: bool = False  # keep encoder + slot attention fixed after pre-training
     clip_norm: float = 1e6      # global gradient-norm clipping (the ELBO sums pixels)
-    pretrain_steps: int = 600   # slot-attention pre-training on single frames (A.2)
+    pretrain_steps: int = 400   # slot-attention pre-training on single frames (A.2)
     pretrain_lr: float = 2e-3
     seq_len_start: int = 4      # length curriculum (A.2: 6 -> 20, +2 every 40 epochs)
     seq_len_max: int = 8
@@ -92,7 +97,7 @@ class VIMConfig:
                     or not 0 < value < math.inf:
                 raise ValueError(f"VIMConfig.{name} must be a positive finite number, "
                                  f"got {value!r}")
-        for name in ("z_kl_weight_start", "z_kl_weight_end", "module_init_scale"):
+        for name in ("z_kl_weight_start", "z_kl_weight_end", "module_init_scale", "mask_extent"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0 <= value < math.inf:
@@ -102,6 +107,9 @@ class VIMConfig:
                 or self.eval_seq_len < 2:
             raise ValueError(f"VIMConfig.eval_seq_len must be an int >= 2, "
                              f"got {self.eval_seq_len!r}")
+        if self.slot_init not in SLOT_INITS:
+            raise ValueError(f"VIMConfig.slot_init must be one of {SLOT_INITS}, "
+                             f"got {self.slot_init!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"VIMConfig.dataset must be one of {DATASETS}, got {self.dataset!r}")
         if not isinstance(self.freeze_perception, bool):

@@ -51,18 +51,27 @@ def default_seed(config) -> int:
 @torch.no_grad()
 def identification(vim, batch: VideoBatch, chunk: int = 64) -> Dict:
     """Run ``vim.infer`` on a ground-truth batch, score it with
-    ``metrics.identification_report``."""
+    ``metrics.identification_report``; adds ``module_translation_px`` (M x 2, each module's
+    mean translation of the slots matched to objects, in pixels)."""
     if not isinstance(batch, VideoBatch):
         raise TypeError(f"identification expects a VideoBatch, got {type(batch).__name__}")
+    from .infer import module_translations
     device = next(vim.parameters()).device
-    masks, selections = [], []
+    masks, selections, slots = [], [], []
     for i in range(0, len(batch), chunk):
         frames = torch.from_numpy(batch.frames[i:i + chunk]).to(device)
         out = vim.infer(frames)
         masks.append(out["masks"].cpu())
         selections.append(out["selections"].cpu())
-    return metrics.identification_report(batch.moves, batch.positions, torch.cat(masks),
-                                         torch.cat(selections), vim.config.num_modules)
+        slots.append(out["slots"].cpu())
+    report = metrics.identification_report(batch.moves, batch.positions, torch.cat(masks),
+                                           torch.cat(selections), vim.config.num_modules)
+    states = torch.cat(slots)                                     # (N, T, K, S)
+    matching = torch.as_tensor(np.asarray(report["matching"]), dtype=torch.long)
+    index = matching[:, None, :, None].expand(-1, states.shape[1], -1, states.shape[-1])
+    report["module_translation_px"] = module_translations(
+        vim, torch.gather(states, 2, index)).cpu().tolist()
+    return report
 
 
 # ------------------------------------------------------------------------------------------------
@@ -74,7 +83,7 @@ def _infer_all(vim, frames: np.ndarray, chunk: int) -> Dict[str, np.ndarray]:
     parts: Dict[str, list] = {}
     for i in range(0, len(frames), chunk):
         out = vim.infer(torch.from_numpy(frames[i:i + chunk]).to(device))
-        for key in ("positions", "selections", "masks", "recon"):
+        for key in ("slots", "positions", "selections", "masks", "recon"):
             parts.setdefault(key, []).append(out[key].cpu().numpy())
     return {key: np.concatenate(v) for key, v in parts.items()}
 
@@ -84,7 +93,7 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
 
     Returns ``(report, inferred)``: ``report`` a JSON-ready dict (see :func:`main` for the keys;
     non-finite numbers become None) and ``inferred`` the numpy arrays of ``vim.infer`` on the
-    whole batch (``positions``, ``selections``, ``masks``, ``recon``) plus ``matching`` (N, O).
+    whole batch (``slots``, ``positions``, ``selections``, ``masks``, ``recon``) plus ``matching`` (N, O).
     """
     if not isinstance(batch, VideoBatch):
         raise TypeError(f"evaluate_batch expects a VideoBatch, got {type(batch).__name__}")
@@ -153,6 +162,11 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
         ari=float(metrics._finite_mean(ari.reshape(-1))),
         fg_ari=float(metrics._finite_mean(fg_ari.reshape(-1))),
     )
+    from .infer import module_translations
+    matched_states = np.take_along_axis(
+        inf["slots"], np.broadcast_to(matching[:, None, :, None], (n, t, o, c.state_dim)), 2)
+    report["module_translation_px"] = module_translations(
+        vim, torch.from_numpy(matched_states)).cpu().tolist()
     inf["matching"] = matching
     return _json_ready(report), inf
 
@@ -409,7 +423,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     step); ``module_usage`` (M, the slots matched to objects), ``module_usage_all_slots``;
     ``recon_mse`` {``per_frame`` (T, squared error summed over pixels and channels, mean over
     sequences), ``mean``, ``std_over_sequences``, ``per_pixel``, ``per_pixel_per_frame``};
-    ``position_error`` {``per_frame`` (T, pixels), ``mean``}; ``ari``, ``fg_ari``; with
+    ``position_error`` {``per_frame`` (T, pixels), ``mean``}; ``ari``, ``fg_ari``;
+    ``module_translation_px`` (M x 2, each module's mean (x, y) translation of the matched
+    slots, in pixels); with
     ``--predict`` ``prediction`` (see :func:`evaluate_predictions`).
     """
     parser = _parser()

@@ -447,3 +447,21 @@ def module_rollouts(vim: VIM, frame: torch.Tensor, slot: int, num_steps: int,
     positions = torch.cat([out["start_positions"][:, None, slot], out["positions"][:, :, slot]], 1)
     frames = torch.cat([out["start_frame"][:, None], out["frames"]], 1)
     return {"renders": renders, "positions": positions, "frames": frames}
+
+
+@torch.no_grad()
+def module_translations(vim: VIM, states) -> torch.Tensor:
+    """Mean translation in pixels (M, 2), as (x = column, y = row), that each module f_m applies
+    to the slot states ``states`` (..., 2 + D) (e.g. ``vim.infer(frames)["slots"]`` of the slots
+    matched to objects).  After training on Random Walk, each used module should move a slot by
+    about one step (3 px) in one of the four directions."""
+    _check_vim(vim)
+    c = vim.config
+    if not isinstance(states, torch.Tensor) or states.shape[-1] != c.state_dim \
+            or states.numel() == 0:
+        shape = tuple(states.shape) if isinstance(states, torch.Tensor) else type(states).__name__
+        raise ValueError(f"states must be a non-empty tensor (..., {c.state_dim}) of slot "
+                         f"states (pos, feat), got {shape}")
+    states = states.reshape(-1, c.state_dim).to(next(vim.parameters()).device)
+    dpos, _ = vim.transition(states[:, :2], states[:, 2:])          # (P, M, 2) normalised
+    return dpos.mean(0) * ((c.image_size - 1) / 2.0)

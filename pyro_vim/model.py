@@ -76,9 +76,10 @@ class VIM(PyroModule):
         self.encoder = Encoder(c.encoder_channels, c.encoder_kernel, c.encoder_layers)
         self.slot_attention = SlotAttention(c.num_slots, c.encoder_channels, c.slot_dim,
                                             hidden_dim=c.update_hidden,
-                                            colour_sigma=c.colour_sigma)
+                                            colour_sigma=c.colour_sigma, init=c.slot_init)
         self.decoder = BroadcastDecoder(c.slot_dim, c.image_size, c.decoder_channels,
-                                        c.decoder_kernel, c.decoder_layers)
+                                        c.decoder_kernel, c.decoder_layers,
+                                        extent=c.mask_extent * pixel)
         self.transition = TransitionModules(c.num_modules, c.slot_dim, c.module_hidden,
                                             init_scale=c.module_init_scale * pixel)
         self.state_norm = nn.LayerNorm(c.slot_dim)
@@ -186,8 +187,10 @@ class VIM(PyroModule):
     def decode(self, pos: torch.Tensor, feat: torch.Tensor):
         """Decode all (..., K) slots in one call: rgb (..., K, 3, H, W), logits (..., K, H, W)."""
         lead = pos.shape[:-1]
+        local = torch.ones(lead, dtype=torch.bool, device=pos.device)
+        local[..., 0] = False                  # slot 0 is the background slot: not local
         rgb, logits = self.decoder(pos.reshape(-1, 2), feat.reshape(-1, feat.shape[-1]),
-                                   self.grid)
+                                   self.grid, local=local.reshape(-1))
         s = self.config.image_size
         return rgb.reshape(*lead, 3, s, s), logits.reshape(*lead, s, s)
 

@@ -11,6 +11,7 @@ from pyro_vim.infer import (
     counterfactual,
     match_predicted_slots,
     module_rollouts,
+    module_translations,
     predict,
     prediction_metrics,
     selection_diversity,
@@ -290,3 +291,19 @@ def test_module_rollouts_bad_inputs(vim, frames, kwargs, error):
     args.update(kwargs)
     with pytest.raises(error):
         module_rollouts(vim, **args)
+
+
+def test_module_translations_are_the_modules_mean_moves_in_pixels():
+    vim = VIM(VIMConfig(image_size=S, slot_dim=8, encoder_channels=8, decoder_channels=8,
+                        module_hidden=16, update_hidden=16, keyquery_dim=8, num_slots=K,
+                        num_modules=M))
+    steps = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0], [0.0, -1.5]])   # pixels
+    with torch.no_grad():
+        vim.transition.l3.weight.zero_()
+        vim.transition.l3.bias[:, :2] = steps * (2.0 / (S - 1))
+    states = torch.randn(5, 3, K, vim.config.state_dim)
+    out = module_translations(vim, states)
+    assert out.shape == (M, 2)
+    assert torch.allclose(out, steps, atol=1e-5)
+    with pytest.raises(ValueError, match="states"):
+        module_translations(vim, torch.zeros(2, K, 3))
