@@ -93,7 +93,8 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
 
     Returns ``(report, inferred)``: ``report`` a JSON-ready dict (see :func:`main` for the keys;
     non-finite numbers become None) and ``inferred`` the numpy arrays of ``vim.infer`` on the
-    whole batch (``slots``, ``positions``, ``selections``, ``masks``, ``recon``) plus ``matching`` (N, O).
+    whole batch (``slots``, ``positions``, ``selections``, ``masks``, ``recon``) plus
+    ``matching`` (N, O).
     """
     if not isinstance(batch, VideoBatch):
         raise TypeError(f"evaluate_batch expects a VideoBatch, got {type(batch).__name__}")

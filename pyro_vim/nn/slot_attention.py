@@ -37,7 +37,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
 SLOT_INITS = ("learned", "seeded")
 
 
@@ -97,7 +96,7 @@ class SlotAttention(nn.Module):
                                  nn.Linear(hidden_dim, slot_dim))
 
     def initial_slots(self, pixels: torch.Tensor, grid: torch.Tensor):
-        """Starting (pos, feat, colour) of discovery on a frame with colours ``pixels`` (N, HW, 3)."""
+        """Start (pos, feat, colour) of discovery on a frame with colours ``pixels`` (N, HW, 3)."""
         n = pixels.shape[0]
         feat = self.init_feat.expand(n, -1, -1)
         if self.init == "learned":
