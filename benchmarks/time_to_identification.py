@@ -33,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-sequences", type=int, default=64)
     p.add_argument("--eval-seq-len", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-modules", type=int, default=None, help="M (default: the preset's)")
+    p.add_argument("--num-slots", type=int, default=None, help="K (default: the preset's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="runs/time_to_identification")
@@ -52,7 +54,12 @@ def main(args):
         raise SystemExit("--minutes and --eval-every-minutes must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = VIMConfig.preset(args.preset, seed=args.seed)
+    sizes = {k: v for k, v in (("num_modules", args.num_modules), ("num_slots", args.num_slots))
+             if v is not None}
+    try:
+        config = VIMConfig.preset(args.preset, seed=args.seed, **sizes)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}")
     held_out = make_dataset(config.dataset, num_objects=config.num_objects,
                             image_size=config.image_size).generate(
         args.eval_sequences, args.eval_seq_len, eval_seed(config) + 1)
@@ -82,6 +89,7 @@ def main(args):
         next_eval += args.eval_every_minutes * 60
     trainer.save()
     result = {"curve": curve, "preset": args.preset, "seed": args.seed, "commit": commit(),
+              "num_modules": config.num_modules, "num_slots": config.num_slots,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
                          f"{torch.__version__}, {torch.get_num_threads()} threads",
               "date": time.strftime("%Y-%m-%d"), "held_out_sequences": args.eval_sequences}

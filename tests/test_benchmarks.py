@@ -13,11 +13,22 @@ def test_time_to_identification_smoke(tmp_path):
     out = tmp_path / "tti"
     result = bench.main(bench.parse_args(["--minutes", "0.02", "--eval-every-minutes", "0.01",
                                           "--eval-sequences", "2", "--eval-seq-len", "3",
-                                          "--out", str(out)]))
+                                          "--num-modules", "5", "--out", str(out)]))
     assert result["curve"] and 0.0 <= result["curve"][-1]["accuracy"] <= 1.0
+    assert result["num_modules"] == 5
+    assert len(result["curve"][-1]["module_translation_px"]) == 5
     saved = json.loads((out / "curve.json").read_text())
     assert saved["curve"] == result["curve"]
     assert (out / "checkpoint.pt").exists()
+
+
+def test_time_to_identification_rejects_bad_sizes(tmp_path):
+    import pytest
+
+    bench = load("time_to_identification")
+    with pytest.raises(SystemExit, match="num_modules"):
+        bench.main(bench.parse_args(["--num-modules", "0", "--out", str(tmp_path / "x")]))
+    assert not (tmp_path / "x").exists()
 
 
 def test_throughput_smoke():
