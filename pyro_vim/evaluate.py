@@ -55,23 +55,22 @@ def identification(vim, batch: VideoBatch, chunk: int = 64) -> Dict:
     mean translation of the slots matched to objects, in pixels)."""
     if not isinstance(batch, VideoBatch):
         raise TypeError(f"identification expects a VideoBatch, got {type(batch).__name__}")
-    from .infer import module_translations
-    device = next(vim.parameters()).device
-    masks, selections, slots = [], [], []
-    for i in range(0, len(batch), chunk):
-        frames = torch.from_numpy(batch.frames[i:i + chunk]).to(device)
-        out = vim.infer(frames)
-        masks.append(out["masks"].cpu())
-        selections.append(out["selections"].cpu())
-        slots.append(out["slots"].cpu())
-    report = metrics.identification_report(batch.moves, batch.positions, torch.cat(masks),
-                                           torch.cat(selections), vim.config.num_modules)
-    states = torch.cat(slots)                                     # (N, T, K, S)
-    matching = torch.as_tensor(np.asarray(report["matching"]), dtype=torch.long)
-    index = matching[:, None, :, None].expand(-1, states.shape[1], -1, states.shape[-1])
-    report["module_translation_px"] = module_translations(
-        vim, torch.gather(states, 2, index)).cpu().tolist()
+    inf = _infer_all(vim, batch.frames, chunk)
+    report = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
+                                           inf["selections"], vim.config.num_modules)
+    report["module_translation_px"] = _matched_translations(
+        vim, inf["slots"], np.asarray(report["matching"]))
     return report
+
+
+def _matched_translations(vim, slots: np.ndarray, matching: np.ndarray) -> list:
+    """Each module's mean translation (M x 2, pixels) of the slots (N, T, K, S) matched to
+    objects (``matching`` (N, O))."""
+    from .infer import module_translations
+    n, t, _, s = slots.shape
+    index = np.broadcast_to(matching[:, None, :, None], (n, t, matching.shape[1], s))
+    matched = torch.from_numpy(np.ascontiguousarray(np.take_along_axis(slots, index, 2)))
+    return module_translations(vim, matched).cpu().tolist()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,11 +162,7 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
         ari=float(metrics._finite_mean(ari.reshape(-1))),
         fg_ari=float(metrics._finite_mean(fg_ari.reshape(-1))),
     )
-    from .infer import module_translations
-    matched_states = np.take_along_axis(
-        inf["slots"], np.broadcast_to(matching[:, None, :, None], (n, t, o, c.state_dim)), 2)
-    report["module_translation_px"] = module_translations(
-        vim, torch.from_numpy(matched_states)).cpu().tolist()
+    report["module_translation_px"] = _matched_translations(vim, inf["slots"], matching)
     inf["matching"] = matching
     return _json_ready(report), inf
 
