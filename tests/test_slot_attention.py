@@ -54,6 +54,13 @@ def test_both_initialisations_train_every_parameter(init):
                                                    else 1)
 
 
+def test_a_single_slot_is_the_background_slot():
+    sa = SlotAttention(num_slots=1, in_dim=8, slot_dim=8, init="seeded")
+    _, pixels = first_frames(2, size=16)
+    out = sa(torch.randn(2, 256, 8), pixels, coordinate_grid(16, 16))
+    assert out.pos.shape == (2, 1, 2) and torch.isfinite(out.pos).all()
+
+
 def test_unknown_initialisation_is_rejected():
     with pytest.raises(ValueError, match="slot_init"):
         VIMConfig(slot_init="random")

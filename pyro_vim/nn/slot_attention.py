@@ -118,6 +118,8 @@ class SlotAttention(nn.Module):
             colour_d = (pixels - pixels[rows, idx].unsqueeze(1)).pow(2).sum(-1)
             pos_d = (grid.unsqueeze(0) - grid[idx].unsqueeze(1)).pow(2).sum(-1)
             score = torch.minimum(score, colour_d + pos_d / self.seed_length ** 2)
+        if not chosen:                                                         # K = 1
+            return torch.zeros(pixels.shape[0], 0, dtype=torch.long, device=pixels.device)
         return torch.stack(chosen, -1)
 
     def seeds(self, pixels: torch.Tensor, grid: torch.Tensor):
