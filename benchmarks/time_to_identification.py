@@ -20,7 +20,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
-from pyro_vim.data import make_dataset  # noqa: E402
 from pyro_vim.evaluate import identification  # noqa: E402
 from pyro_vim.train import Trainer, eval_seed  # noqa: E402
 
@@ -60,8 +59,7 @@ def main(args):
         config = VIMConfig.preset(args.preset, seed=args.seed, **sizes)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
-    held_out = make_dataset(config.dataset, num_objects=config.num_objects,
-                            image_size=config.image_size).generate(
+    held_out = config.make_generator().generate(
         args.eval_sequences, args.eval_seq_len, eval_seed(config) + 1)
     trainer = Trainer(config, out_dir=args.out, device=args.device, progress=False,
                       checkpoint_every=0)

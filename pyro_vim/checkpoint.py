@@ -12,6 +12,7 @@ state dict), ``step``, ``rng`` (see :func:`rng_state`), optionally ``optimizer``
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -23,10 +24,15 @@ import numpy as np
 import torch
 
 from .config import VIMConfig
+from .rundir import is_no_space, no_space_message
 
 FORMAT = "pyro-vim-checkpoint-v1"
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the previous one is intact."""
 
 
 def rng_state() -> Dict[str, Any]:
@@ -88,18 +94,28 @@ def save_checkpoint(path: PathLike, model, optimizer=None, step: int = 0, **extr
         payload["optimizer"] = optimizer.state_dict()
     payload.update(extra)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    # serialise in memory first: a full disk then shows as the OSError of a plain write (torch's
+    # own writer reports it as "unexpected pos ..."), and nothing half-written is left behind
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes owner-only files
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and is_no_space(e):
+            raise CheckpointWriteError(e.errno, no_space_message(
+                f"the checkpoint {path!r}", folder,
+                "free some space, then resume (examples/train_random_walk.py --out DIR --resume, "
+                "or run the same pyro_vim.run command again)")) from e
         raise
     _fsync_dir(folder)
 

@@ -11,23 +11,80 @@ two cores; see BENCHMARKS.md).  Both presets use the seeded slot-attention start
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
+from . import registry
 from .nn.slot_attention import SLOT_INITS
 
 PRESETS = ("cpu", "paper")
 DATASETS = ("random_walk", "compositional", "ood")
+#: Top-level keys of configs written before the ``data`` section existed, and where they went.
+_LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
+
+
+@dataclass
+class DataConfig:
+    """The data generator of an experiment (:func:`pyro_vim.data.make_dataset` arguments).
+
+    The frames' side is the top-level ``VIMConfig.image_size`` (model and data share it).
+    ``radius`` and ``colors`` are the balls' (``random_walk``, ``compositional``); ``ood``
+    objects take their own sizes and palette.  ``min_moves``/``max_moves`` are the
+    compositional data's number of atomic moves between two frames.
+    """
+    name: str = "random_walk"
+    num_objects: int = 3
+    step: int = 3
+    radius: int = 3
+    colors: Optional[List[List[float]]] = None
+    min_moves: int = 1
+    max_moves: int = 5
+
+    def validate(self) -> "DataConfig":
+        if self.name not in DATASETS:
+            raise ValueError(f"VIMConfig.data.name must be one of {DATASETS}, got {self.name!r}")
+        for name in ("num_objects", "step", "radius", "min_moves", "max_moves"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"VIMConfig.data.{name} must be a positive int, got {value!r}")
+        if self.min_moves > self.max_moves:
+            raise ValueError(f"VIMConfig.data.min_moves ({self.min_moves}) must not exceed "
+                             f"data.max_moves ({self.max_moves})")
+        if self.colors is not None:
+            ok = isinstance(self.colors, (list, tuple)) and len(self.colors) > 0 and all(
+                isinstance(c, (list, tuple)) and len(c) == 3 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                    for v in c) for c in self.colors)
+            if not ok:
+                raise ValueError("VIMConfig.data.colors must be None or a non-empty list of RGB "
+                                 f"triples in [0, 1], got {self.colors!r}")
+            self.colors = [[float(v) for v in c] for c in self.colors]
+        return self
+
+    def generator_kwargs(self, image_size: int) -> Dict[str, Any]:
+        """Keyword arguments of the generator class named by ``name``."""
+        kwargs: Dict[str, Any] = dict(num_objects=self.num_objects, image_size=image_size,
+                                      step=self.step)
+        if self.name in ("random_walk", "compositional"):
+            kwargs.update(radius=self.radius, colors=self.colors)
+        if self.name == "compositional":
+            kwargs.update(min_moves=self.min_moves, max_moves=self.max_moves)
+        return kwargs
 
 
 @dataclass
 class VIMConfig:
+    # -- what is built: model family and its swappable parts (chosen by name) ---------------
+    model: str = "vim"
+    prior: str = "keyquery"          # module-selection prior: "keyquery" | "uniform"
+    guide: str = "slot_attention"    # variational guide: "slot_attention" | "keyquery"
     # -- data --------------------------------------------------------------------------------
-    dataset: str = "random_walk"
     image_size: int = 32
-    num_objects: int = 3
+    data: DataConfig = field(default_factory=DataConfig)
     # -- architecture ------------------------------------------------------------------------
     num_slots: int = 4          # K
     num_modules: int = 4        # M
@@ -81,7 +138,18 @@ class VIMConfig:
 
     # ------------------------------------------------------------------------------------------
     def validate(self) -> "VIMConfig":
-        positive = ("image_size", "num_objects", "num_slots", "num_modules", "slot_dim",
+        if isinstance(self.data, dict):
+            self.data = _data_from_dict(self.data)
+        if not isinstance(self.data, DataConfig):
+            raise ValueError(f"VIMConfig.data must be a DataConfig or a dict, got "
+                             f"{type(self.data).__name__}")
+        self.data.validate()
+        for kind in ("model", "prior", "guide"):
+            names = sorted(registry._TABLES[kind])
+            if getattr(self, kind) not in names:
+                raise ValueError(f"VIMConfig.{kind} must be one of {names} (the registered "
+                                 f"{kind}s), got {getattr(self, kind)!r}")
+        positive = ("image_size", "num_slots", "num_modules", "slot_dim",
                     "encoder_channels", "encoder_kernel", "encoder_layers", "decoder_channels",
                     "decoder_kernel", "decoder_layers", "module_hidden", "update_hidden",
                     "keyquery_dim", "discovery_iters", "track_iters", "batch_size",
@@ -110,8 +178,6 @@ class VIMConfig:
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"VIMConfig.slot_init must be one of {SLOT_INITS}, "
                              f"got {self.slot_init!r}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"VIMConfig.dataset must be one of {DATASETS}, got {self.dataset!r}")
         if not isinstance(self.freeze_perception, bool):
             raise ValueError(f"VIMConfig.freeze_perception must be a bool, "
                              f"got {self.freeze_perception!r}")
@@ -119,10 +185,10 @@ class VIMConfig:
             raise ValueError(f"VIMConfig.extra must be a dict, got {type(self.extra).__name__}")
         if self.decoder_kernel % 2 == 0 or self.encoder_kernel % 2 == 0:
             raise ValueError("VIMConfig.encoder_kernel and decoder_kernel must be odd")
-        if self.num_slots < self.num_objects:
+        if self.num_slots < self.data.num_objects:
             raise ValueError(
-                f"VIMConfig.num_slots ({self.num_slots}) must be >= num_objects "
-                f"({self.num_objects}): every object needs a slot")
+                f"VIMConfig.num_slots ({self.num_slots}) must be >= data.num_objects "
+                f"({self.data.num_objects}): every object needs a slot")
         if self.seq_len_start < 2 or self.seq_len_max < self.seq_len_start:
             raise ValueError("VIMConfig needs 2 <= seq_len_start <= seq_len_max")
         for name in ("steps", "pretrain_steps", "warmup_steps", "z_kl_anneal_steps",
@@ -132,6 +198,21 @@ class VIMConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"VIMConfig.{name} must be a non-negative int, got {value!r}")
         return self
+
+    def make_generator(self):
+        """The data generator this config describes (:func:`pyro_vim.data.make_dataset`)."""
+        from .data import make_dataset
+        return make_dataset(self.data.name, **self.data.generator_kwargs(self.image_size))
+
+    @property
+    def num_objects(self) -> int:
+        """Objects per video: ``data.num_objects`` (``VIMConfig(num_objects=...)`` sets it)."""
+        return self.data.num_objects
+
+    @property
+    def dataset(self) -> str:
+        """The data generator's name: ``data.name`` (``VIMConfig(dataset=...)`` sets it)."""
+        return self.data.name
 
     @property
     def state_dim(self) -> int:
@@ -153,19 +234,27 @@ class VIMConfig:
                 eval_seq_len=20)
         else:
             raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
-        base.update(overrides)
+        base.update(_migrate(overrides))
         return cls(**base)
 
     def replace(self, **changes) -> "VIMConfig":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (validated); ``data`` may be a dict of data fields to change."""
+        changes = _migrate(changes)
+        data = changes.pop("data", None)
+        if isinstance(data, dict):
+            data = dataclasses.replace(self.data, **_check_data_keys(data))
+        return dataclasses.replace(self, data=copy.deepcopy(data or self.data), **changes)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "VIMConfig":
+        """Inverse of :meth:`to_dict`; also reads configs written before the ``data`` section
+        (top-level ``dataset`` and ``num_objects``)."""
         if not isinstance(d, dict):
             raise TypeError(f"VIMConfig.from_dict expects a dict, got {type(d).__name__}")
+        d = _migrate(d)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -185,3 +274,40 @@ class VIMConfig:
         start, end = self.z_kl_weight_start, self.z_kl_weight_end
         return float(start + frac * (end - start))
 
+
+
+def _accept_legacy_keywords(init):
+    """``VIMConfig(dataset=..., num_objects=...)``, as before the ``data`` section, still works."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **_migrate(kwargs))
+    return __init__
+
+
+VIMConfig.__init__ = _accept_legacy_keywords(VIMConfig.__init__)
+
+
+def _check_data_keys(d: Dict[str, Any]) -> Dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(DataConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown VIMConfig.data fields: {unknown} (known: {sorted(names)})")
+    return d
+
+
+def _data_from_dict(d: Dict[str, Any]) -> DataConfig:
+    return DataConfig(**_check_data_keys(dict(d)))
+
+
+def _migrate(d: Dict[str, Any]) -> Dict[str, Any]:
+    """Move the legacy top-level ``dataset``/``num_objects`` keys into ``data``."""
+    if not any(k in d for k in _LEGACY_DATA_KEYS):
+        return dict(d)
+    d = dict(d)
+    data = d.get("data", {})
+    data = dataclasses.asdict(data) if isinstance(data, DataConfig) else dict(data)
+    for old, new in _LEGACY_DATA_KEYS.items():
+        if old in d:
+            data[new] = d.pop(old)
+    d["data"] = data
+    return d

@@ -12,17 +12,14 @@ from typing import Dict, Tuple
 import torch
 from pyro.infer import Trace_ELBO
 
+from . import sites
+
+_TERMS = {sites.X: "recon", sites.Z0: "kl_z0", "r": "kl_r", "z": "kl_z"}
+
 
 def _term(name: str) -> str:
-    if name == "x":
-        return "recon"
-    if name == "z_0":
-        return "kl_z0"
-    if name.startswith("r_"):
-        return "kl_r"
-    if name.startswith("z_"):
-        return "kl_z"
-    return "other"
+    site = sites.parse(name)
+    return _TERMS.get(site.symbol, "other") if site is not None else "other"
 
 
 class TermsELBO(Trace_ELBO):

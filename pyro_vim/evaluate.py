@@ -21,6 +21,7 @@ without writing anything; every file is written only once everything has been co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -292,7 +293,7 @@ def _check_args(args) -> None:
 
 
 def _load(args):
-    from .model import VIM
+    from .models import load_model
 
     try:
         device = torch.device(args.device)
@@ -301,7 +302,7 @@ def _load(args):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was given but CUDA is not available")
     try:
-        vim = VIM.load(args.checkpoint, map_location="cpu")
+        vim = load_model(args.checkpoint, map_location="cpu")
     except FileNotFoundError as e:
         raise UsageError(f"cannot load checkpoint: {e}") from None
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
@@ -333,11 +334,13 @@ def _load_batch(args, config) -> VideoBatch:
             raise UsageError(f"--data {args.data!r} has pixel values outside [0, 1] (got "
                              f"[{batch.frames.min():.3g}, {batch.frames.max():.3g}])")
     else:
-        name = args.dataset or config.dataset
-        objects = config.num_objects if args.num_objects is None else args.num_objects
+        name = args.dataset or config.data.name
+        objects = config.data.num_objects if args.num_objects is None else args.num_objects
         seed = default_seed(config) if args.seed is None else args.seed
         try:
-            gen = make_dataset(name, num_objects=objects, image_size=config.image_size)
+            # the checkpoint's data settings (step, radius, colours, ...), on the chosen dataset
+            data = dataclasses.replace(config.data, name=name, num_objects=objects)
+            gen = make_dataset(name, **data.generator_kwargs(config.image_size))
             batch = gen.generate(args.num_sequences, args.seq_len, seed)
         except (TypeError, ValueError) as e:
             raise UsageError(f"cannot generate the {name!r} data: {e}") from None
@@ -443,7 +446,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     header = {
         "checkpoint": os.path.abspath(args.checkpoint),
-        "dataset": batch.config.get("name") if args.data else (args.dataset or c.dataset),
+        "dataset": batch.config.get("name") if args.data else (args.dataset or c.data.name),
         "data": os.path.abspath(args.data) if args.data else None,
         "num_sequences": batch.num_sequences,
         "seq_len": batch.seq_len,

@@ -4,16 +4,16 @@ A guide is a ``PyroModule`` with ``selection_logits`` and ``update_posterior``; 
 the recurrence and calls them at every step, so a guide can be swapped with
 ``VIM(config, guide=...)``.
 
-:class:`SlotAttentionGuide` (default): at each step one slot-attention step from the slots
-h_{t-1} onto the encoded target frame x_t gives each slot its grouping x̂_t^k (Eq. 4), here a
-pair (observed position p̂, features).  The module-selection posterior scores every candidate
-s_m = f_m(h_{t-1}) by how well it explains that observed state: a distance attention
-``-|p̂ - pos(s_m)|^2 / (2 tau^2)`` plus a learned key-query term between x̂ and the candidates.  The
-latent-update posterior is N(MLP([f(h); x̂])) except that its position mean is the residual
-p̂ - pos(candidate), so that the slots keep tracking the observed objects.
+:class:`SlotAttentionGuide` (default, ``VIMConfig(guide="slot_attention")``): at each step one
+slot-attention step from the slots h_{t-1} onto the encoded target frame x_t gives each slot its
+grouping x̂_t^k (Eq. 4), here a pair (observed position p̂, features). The module-selection
+posterior scores every candidate s_m = f_m(h_{t-1}) by how well it explains that observed state: a
+distance attention ``-|p̂ - pos(s_m)|^2 / (2 tau^2)`` plus a learned key-query term between x̂ and
+the candidates. The latent-update posterior is N(MLP([f(h); x̂])) except that its position mean is
+the residual p̂ - pos(candidate), so that the slots keep tracking the observed objects.
 
-:class:`KeyQueryGuide` (ablation): the paper's plain key-query selection between x̂ features and
-the candidates, without the position distance.
+:class:`KeyQueryGuide` (ablation, ``VIMConfig(guide="keyquery")``): the paper's plain key-query
+selection between x̂ features and the candidates, without the position distance.
 """
 import torch
 from pyro.nn import PyroModule
@@ -21,8 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .nn import MLP, KeyQuery
+from .registry import GUIDES, register_guide
 
 
+@register_guide("slot_attention")
 class SlotAttentionGuide(PyroModule):
     def __init__(self, slot_dim: int, hidden: int = 64, key_dim: int = 32,
                  position_score: bool = True, scale_pixels: float = 1.0,
@@ -41,6 +43,12 @@ class SlotAttentionGuide(PyroModule):
             self.post[-1].weight.mul_(0.01)
             self.post[-1].bias.zero_()
             self.post[-1].bias[state:].fill_(-3.0)
+
+    @classmethod
+    def from_config(cls, config):
+        """The guide the config describes (its sizes and the selection scale)."""
+        return cls(config.slot_dim, config.update_hidden, config.keyquery_dim,
+                   scale_pixels=config.selection_scale, image_size=config.image_size)
 
     def selection_logits(self, h, cand_pos, cand_feat, obs):
         """(N, K, M) logits of q(r_t | h_{t-1}, x_t)."""
@@ -68,6 +76,7 @@ class SlotAttentionGuide(PyroModule):
         return loc, scale
 
 
+@register_guide("keyquery")
 class KeyQueryGuide(SlotAttentionGuide):
     """Ablation: the paper's key-query selection on x̂ features, no position distance."""
 
@@ -76,4 +85,4 @@ class KeyQueryGuide(SlotAttentionGuide):
         super().__init__(slot_dim, **kwargs)
 
 
-GUIDES = {"slot_attention": SlotAttentionGuide, "keyquery": KeyQueryGuide}
+__all__ = ["SlotAttentionGuide", "KeyQueryGuide", "GUIDES"]

@@ -26,16 +26,15 @@ Shapes: ``N`` videos, ``D`` context frames, ``H`` future steps, ``K`` slots, ``M
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, Iterable
+from typing import Any, Dict
 
 import numpy as np
 import torch
 from pyro import poutine
-from pyro.poutine.messenger import Messenger
 from torch.nn import functional as F
 
-from . import metrics
-from .distributions import SafeRelaxedOneHotCategorical
+from . import metrics, sites
+from .handlers import UseMeans
 from .model import VIM
 
 __all__ = [
@@ -87,31 +86,6 @@ def _as_long_tensor(name: str, value, device) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 # Handlers
 # ------------------------------------------------------------------------------------------------
-class UseMeans(Messenger):
-    """Replace the sampled value of the named latent sites by a central value.
-
-    Gaussian sites (``z_0``, ``z_{t}``) take their mean, relaxed one-hot sites (``r_{t}``) their
-    hard mode (the one-hot of the argmax of the logits).  Sites whose value is already fixed by an
-    inner handler (``condition``, ``replay``) or that are observed are left alone.  Used to make
-    rollouts deterministic: ``UseMeans(["z_1", "z_2"])(vim.model)``.
-    """
-
-    def __init__(self, names: Iterable[str]):
-        super().__init__()
-        self.names = set(names)
-
-    def _pyro_sample(self, msg) -> None:
-        if msg["name"] not in self.names or msg["is_observed"] or msg["value"] is not None:
-            return
-        fn = msg["fn"]
-        if isinstance(fn, SafeRelaxedOneHotCategorical):
-            value = fn.probs_mode
-        else:
-            value = fn.mean
-        msg["value"] = value.expand(fn.shape())
-        msg["done"] = True
-
-
 def _site_values(trace, names) -> torch.Tensor:
     return torch.stack([trace.nodes[name]["value"] for name in names], 1)
 
@@ -169,7 +143,7 @@ def predict(vim: VIM, context: torch.Tensor, horizon: int, num_samples: int = 8
     tiled = tiled.reshape(num_samples * n, *context.shape[1:])
     guide_trace = poutine.trace(vim.guide).get_trace(tiled, horizon=horizon)
     trace, states, _ = _run_model(poutine.replay(vim.model, trace=guide_trace), tiled, horizon)
-    r = _site_values(trace, [f"r_{t}" for t in range(d, d + horizon)])       # (SN, H, K, M)
+    r = _site_values(trace, [sites.r_site(t) for t in range(d, d + horizon)])       # (SN, H, K, M)
 
     def split(x):
         return x.reshape(num_samples, n, *x.shape[1:])
@@ -324,7 +298,7 @@ def module_condition(modules: torch.Tensor, start: int, num_modules: int,
         num_modules: M.
     """
     onehot = F.one_hot(modules, num_modules).to(dtype)
-    return {f"r_{start + j}": onehot[:, j] for j in range(modules.shape[1])}
+    return {sites.r_site(start + j): onehot[:, j] for j in range(modules.shape[1])}
 
 
 def _slot_renders(likelihood) -> torch.Tensor:
@@ -379,12 +353,13 @@ def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: boo
     horizon = mods.shape[1]
     guide = vim.guide
     if not sample_updates:
-        guide = UseMeans(["z_0"] + [f"{p}_{t}" for t in range(1, d) for p in ("r", "z")])(guide)
+        context_sites = [f(t) for t in range(1, d) for f in (sites.r_site, sites.z_site)]
+        guide = UseMeans([sites.Z0] + context_sites)(guide)
     guide_trace = poutine.trace(guide).get_trace(context, horizon=horizon)
     data = module_condition(mods, d, c.num_modules, dtype=context.dtype)
     model = poutine.condition(poutine.replay(vim.model, trace=guide_trace), data=data)
     if not sample_updates:
-        model = UseMeans([f"z_{t}" for t in range(d, d + horizon)])(model)
+        model = UseMeans([sites.z_site(t) for t in range(d, d + horizon)])(model)
     trace, states, likelihood = _run_model(model, context, horizon)
     renders = _slot_renders(likelihood)                                  # (N, D+H, K, 3, S, S)
     return {

@@ -28,9 +28,10 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.nn import functional as F
 
+from . import registry, sites
 from .config import VIMConfig
 from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
-from .guides import SlotAttentionGuide
+from .handlers import UseMeans
 from .nn import (
     MLP,
     BroadcastDecoder,
@@ -40,13 +41,19 @@ from .nn import (
     coordinate_grid,
     coords_to_pixels,
 )
-from .priors import KeyQueryPrior
 
 
 class SlotState(NamedTuple):
     """h_t for every video and slot."""
     pos: torch.Tensor    # (N, K, 2) normalised (x, y)
     feat: torch.Tensor   # (N, K, D)
+
+
+class Step(NamedTuple):
+    """What one transition step sampled: the new state h_t, the selection logits and r_t."""
+    h: SlotState
+    logits: torch.Tensor             # (N, K, M)
+    r: torch.Tensor                  # (N, K, M) relaxed (or, under UseMeans, hard) one-hot
 
 
 class StepRecord(NamedTuple):
@@ -60,17 +67,39 @@ def _inverse_softplus(y: float) -> float:
     return math.log(math.expm1(y))
 
 
+@registry.register_model("vim")
 class VIM(PyroModule):
     """Variational Independent Modules.  ``VIM(config)``; ``.model(frames)``, ``.guide(frames)``."""
 
     def __init__(self, config: Optional[VIMConfig] = None, prior: Optional[nn.Module] = None,
                  guide: Optional[nn.Module] = None):
+        """``config`` names the prior and guide (``config.prior``, ``config.guide``); an instance
+        passed as ``prior=`` / ``guide=`` replaces the named one.  If its class is registered
+        (:mod:`pyro_vim.registry`) the model's config takes its name, so a checkpoint restores
+        it; an unregistered class is recorded in :attr:`custom_parts` and must be passed again
+        to :meth:`load`."""
         super().__init__()
         if config is None:
             config = VIMConfig.preset("cpu")
         if not isinstance(config, VIMConfig):
             raise TypeError(f"VIM expects a VIMConfig, got {type(config).__name__}")
         config.validate()
+        self.custom_parts: Dict[str, str] = {}
+        names = {}
+        for kind, part in (("prior", prior), ("guide", guide)):
+            if part is None:
+                continue
+            if not isinstance(part, nn.Module):
+                raise TypeError(f"{kind}= must be a torch/Pyro module, got {type(part).__name__}")
+            try:
+                names[kind] = registry.name_of(kind, part)
+            except ValueError:
+                self.custom_parts[kind] = f"{type(part).__module__}.{type(part).__qualname__}"
+        if names:
+            config = config.replace(**names)
+        if config.model != "vim":
+            raise ValueError(f"VIM was given a config for model {config.model!r}; build it with "
+                             "pyro_vim.models.build_model(config)")
         self.config = c = config
         pixel = 2.0 / (c.image_size - 1)
         self.encoder = Encoder(c.encoder_channels, c.encoder_kernel, c.encoder_layers)
@@ -83,8 +112,8 @@ class VIM(PyroModule):
         self.transition = TransitionModules(c.num_modules, c.slot_dim, c.module_hidden,
                                             init_scale=c.module_init_scale * pixel)
         self.state_norm = nn.LayerNorm(c.slot_dim)
-        self.prior = prior if prior is not None else KeyQueryPrior(
-            c.state_dim, c.update_hidden, c.keyquery_dim)
+        self.prior = prior if prior is not None else registry.lookup("prior",
+                                                                     c.prior).from_config(c)
         self.update_prior = MLP(c.state_dim, c.update_hidden, 2 * c.state_dim)
         with torch.no_grad():
             last = self.update_prior[-1]
@@ -92,9 +121,8 @@ class VIM(PyroModule):
             last.bias.zero_()
             last.bias[c.state_dim:c.state_dim + 2].fill_(_inverse_softplus(0.5 * pixel))
             last.bias[c.state_dim + 2:].fill_(_inverse_softplus(0.1))
-        self.posterior = guide if guide is not None else SlotAttentionGuide(
-            c.slot_dim, c.update_hidden, c.keyquery_dim, scale_pixels=c.selection_scale,
-            image_size=c.image_size)
+        self.posterior = guide if guide is not None else registry.lookup("guide",
+                                                                         c.guide).from_config(c)
         self.register_buffer("grid", coordinate_grid(c.image_size, c.image_size))
         self.register_buffer("temperature", torch.tensor(float(c.temperature)))
         self.register_buffer("z0_scale", torch.tensor(float(c.z0_scale)))
@@ -201,8 +229,54 @@ class VIM(PyroModule):
         return SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
 
     # ------------------------------------------------------------------ the Pyro program
-    def _plates(self, n: int):
+    def plates(self, n: int):
+        """The ``videos`` (dim -2) and ``slots`` (dim -1) plates of ``n`` videos."""
         return (pyro.plate("videos", n, dim=-2), pyro.plate("slots", self.config.num_slots, dim=-1))
+
+    def transition_step(self, t: int, h: SlotState, select, update_dist) -> Step:
+        """One transition h_{t-1} -> h_t, the recurrence of both programs (Eqs. 2 and 3).
+
+        Builds the candidates s_m = f_m(h_{t-1}), samples the module choice ``r_{t}`` from the
+        relaxed one-hot with logits ``select(cand_pos, cand_feat)``, mixes the candidates, samples
+        the update ``z_{t}`` from the Normal with ``update_dist(mix_pos, mix_feat)`` = (loc,
+        scale) under ``poutine.scale(z_kl_weight)``, and applies g.  The model passes the prior's
+        pieces (:meth:`prior_step`), the guide the posterior's (:meth:`guide_step`).  Called
+        inside the ``videos`` x ``slots`` plates (:meth:`plates`).
+        """
+        cand_pos, cand_feat = self.candidates(h)
+        logits = select(cand_pos, cand_feat)
+        r = pyro.sample(sites.r_site(t),
+                        SafeRelaxedOneHotCategorical(self.temperature, logits=logits))
+        mix_pos, mix_feat = self.mix(r, cand_pos, cand_feat)
+        z_loc, z_scale = update_dist(mix_pos, mix_feat)
+        with poutine.scale(scale=self.z_kl_weight):
+            z = pyro.sample(sites.z_site(t), dist.Normal(z_loc, z_scale).to_event(1))
+        return Step(self.update(mix_pos, mix_feat, z), logits, r)
+
+    def prior_step(self, t: int, h: SlotState) -> Step:
+        """p(r_t | h_{t-1}) by the selection prior, p(z_t | h_{t-1}, r_t) = N(MLP(f(h, r)))."""
+        return self.transition_step(
+            t, h, lambda cand_pos, cand_feat: self.prior.logits(h.pos, h.feat, cand_pos,
+                                                                cand_feat),
+            self.latent_update_prior)
+
+    def guide_step(self, t: int, h: SlotState, obs) -> Step:
+        """q(r_t | h_{t-1}, x_t) and q(z_t | h_{t-1}, r_t, x_t) from the slots' observation
+        ``obs`` of frame t (one slot-attention step from h_{t-1}, :meth:`observe`)."""
+        return self.transition_step(
+            t, h, lambda cand_pos, cand_feat: self.posterior.selection_logits(h, cand_pos,
+                                                                              cand_feat, obs),
+            lambda mix_pos, mix_feat: self.posterior.update_posterior(h, mix_pos, mix_feat, obs))
+
+    def discovery(self, frames: torch.Tensor, features: Optional[torch.Tensor] = None):
+        """Sample ``z_0`` from p(z_0 | c), c = frames[:, 0] (the same distribution in the model
+        and the guide: the guide's q(z_0 | c) is the discovery model).  Returns h_0 and the slots'
+        mean colours.  Called inside the ``videos`` x ``slots`` plates."""
+        if features is None:
+            features = self.encoder(frames[:, 0])
+        loc, scale, colour = self.discover(features, frames[:, 0])
+        z0 = pyro.sample(sites.Z0, dist.Normal(loc, scale).to_event(1))
+        return SlotState(z0[..., :2], z0[..., 2:]), colour
 
     def model(self, frames: torch.Tensor, horizon: int = 0):
         """p(x, r, z | c) of Eq. 2; ``frames`` (N, T, 3, H, W) in [0, 1], c = frames[:, 0].
@@ -234,30 +308,19 @@ class VIM(PyroModule):
     def _model(self, frames: torch.Tensor, observe: bool = True, horizon: int = 0):
         self._register()
         n, t_len = frames.shape[:2]
-        videos, slots = self._plates(n)
-        loc, scale, _ = self.discover(self.encoder(frames[:, 0]), frames[:, 0])
+        videos, slots = self.plates(n)
         with videos, slots:
-            z0 = pyro.sample("z_0", dist.Normal(loc, scale).to_event(1))
-        h = SlotState(z0[..., :2], z0[..., 2:])
-        states = [h]
-        for t in pyro.markov(range(1, t_len + horizon)):
-            cand_pos, cand_feat = self.candidates(h)
-            logits = self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
-            with videos, slots:
-                r = pyro.sample(f"r_{t}", SafeRelaxedOneHotCategorical(self.temperature,
-                                                                       logits=logits))
-                mix_pos, mix_feat = self.mix(r, cand_pos, cand_feat)
-                z_loc, z_scale = self.latent_update_prior(mix_pos, mix_feat)
-                with poutine.scale(scale=self.z_kl_weight):
-                    z = pyro.sample(f"z_{t}", dist.Normal(z_loc, z_scale).to_event(1))
-            h = self.update(mix_pos, mix_feat, z)
-            states.append(h)
+            h, _ = self.discovery(frames)
+            states = [h]
+            for t in pyro.markov(range(1, t_len + horizon)):
+                h = self.prior_step(t, h).h
+                states.append(h)
         likelihood = self.likelihood(states)
         observed = SpatialGaussianMixture(likelihood.means[:, :t_len],
                                           likelihood.mask_logits[:, :t_len], likelihood.scale)
         if observe:
             with videos:
-                pyro.sample("x", _lift(observed), obs=frames.unsqueeze(1))
+                pyro.sample(sites.X, _lift(observed), obs=frames.unsqueeze(1))
         if horizon:
             pos = self.to_pixels(torch.stack([h.pos for h in states[t_len:]], 1))
             for name, value in (("future_positions", pos),
@@ -270,49 +333,54 @@ class VIM(PyroModule):
         """Normalised (x, y) -> pixels (x = column, y = row)."""
         return coords_to_pixels(pos, self.config.image_size)
 
-    def _guide(self, frames: torch.Tensor, hard: bool = False):
-        """The guide's recurrence.  ``hard=True``: no sampling, argmax r and mean z (evaluation)."""
-        if not hard:
-            self._register()
+    def _guide(self, frames: torch.Tensor):
+        """The guide's recurrence; returns the states h_0..h_{T-1} and, per transition, a
+        :class:`StepRecord` (selection logits, choice, observed position)."""
+        self._register()
         n, t_len = frames.shape[:2]
-        videos, slots = self._plates(n)
         features = self.encode(frames)                    # every frame in one call
-        loc, scale, colour = self.discover(features[:, 0], frames[:, 0])
+        videos, slots = self.plates(n)
         with videos, slots:
-            z0 = loc if hard else pyro.sample("z_0", dist.Normal(loc, scale).to_event(1))
-        h = SlotState(z0[..., :2], z0[..., 2:])
-        states, records = [h], []
-        for t in pyro.markov(range(1, t_len)):
-            obs = self.observe(features[:, t], frames[:, t], h, colour)
-            colour = obs.colour
-            cand_pos, cand_feat = self.candidates(h)
-            logits = self.posterior.selection_logits(h, cand_pos, cand_feat, obs)
-            q_r = SafeRelaxedOneHotCategorical(self.temperature, logits=logits)
-            with videos, slots:
-                r = q_r.probs_mode if hard else pyro.sample(f"r_{t}", q_r)
-                mix_pos, mix_feat = self.mix(r, cand_pos, cand_feat)
-                z_loc, z_scale = self.posterior.update_posterior(h, mix_pos, mix_feat, obs)
-                if hard:
-                    z = z_loc
-                else:
-                    with poutine.scale(scale=self.z_kl_weight):
-                        z = pyro.sample(f"z_{t}", dist.Normal(z_loc, z_scale).to_event(1))
-            h = self.update(mix_pos, mix_feat, z)
-            states.append(h)
-            records.append(StepRecord(logits, r, obs.pos))
+            h, colour = self.discovery(frames, features[:, 0])
+            states, records = [h], []
+            for t in pyro.markov(range(1, t_len)):
+                obs = self.observe(features[:, t], frames[:, t], h, colour)
+                colour = obs.colour
+                step = self.guide_step(t, h, obs)
+                h = step.h
+                states.append(h)
+                records.append(StepRecord(step.logits, step.r, obs.pos))
         return states, records
+
+    # ------------------------------------------------------------------ training protocol
+    def programs(self, step: int):
+        """The (model, guide) pair of global training step ``step`` (Appendix A.2): during the
+        first ``config.pretrain_steps`` steps slot-attention pre-training (the programs on single
+        frames: discovery and decoder only), then the full programs with the Gaussian-KL weight
+        of the annealing schedule (``config.z_kl_weight_at``)."""
+        c = self.config
+        if step < c.pretrain_steps:
+            return self._model, self._guide
+        self.z_kl_weight = c.z_kl_weight_at(step - c.pretrain_steps)
+        return self.model, self.guide
+
+    def perception_parameters(self):
+        """Encoder and slot attention: what ``config.freeze_perception`` keeps fixed."""
+        return list(self.encoder.parameters()) + list(self.slot_attention.parameters())
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def infer(self, frames: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Posterior summary with hard (argmax) module choices and mean updates.
+        """Posterior summary with hard (argmax) module choices and mean updates: the guide run
+        under :class:`~pyro_vim.handlers.UseMeans`.
 
         Returns ``slots`` (N, T, K, 2 + D) = (pos, feat), ``positions`` (N, T, K, 2) in pixels
         (x = column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K),
         ``masks`` (N, T, K, H, W) and ``recon`` (N, T, 3, H, W).
         """
         frames = self.check_frames(frames)
-        states, records = self._guide(frames, hard=True)
+        with UseMeans():
+            states, records = self._guide(frames)
         likelihood = self.likelihood(states)
         pos = torch.stack([h.pos for h in states], 1)
         feat = torch.stack([h.feat for h in states], 1)
@@ -328,16 +396,35 @@ class VIM(PyroModule):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str, **extra) -> None:
+        """Write an atomic checkpoint: the config (model family, prior and guide by name), the
+        state and ``extra`` entries."""
         from .checkpoint import save_checkpoint
+        if self.custom_parts:
+            extra.setdefault("custom_parts", dict(self.custom_parts))
         save_checkpoint(path, model=self, **extra)
 
     @classmethod
-    def load(cls, path: str, map_location="cpu") -> "VIM":
+    def load(cls, path: str, map_location="cpu", prior: Optional[nn.Module] = None,
+             guide: Optional[nn.Module] = None) -> "VIM":
+        """Rebuild exactly what was saved: the config's prior and guide, with the saved state.
+        A checkpoint of a model with an unregistered prior or guide needs that part again as
+        ``prior=`` / ``guide=``."""
         from .checkpoint import load_checkpoint, load_model_state
         ckpt = load_checkpoint(path, map_location=map_location)
-        vim = cls(VIMConfig.from_dict(ckpt["config"]))
+        config = VIMConfig.from_dict(ckpt["config"])
+        custom = ckpt.get("custom_parts") or {}
+        for kind, part in (("prior", prior), ("guide", guide)):
+            if kind in custom and part is None:
+                raise ValueError(f"{path!r} was trained with the unregistered {kind} "
+                                 f"{custom[kind]}; pass an instance as VIM.load(path, {kind}=...) "
+                                 f"or register its class with pyro_vim.registry.register_{kind}")
+        vim = cls(config, prior=prior, guide=guide)
         load_model_state(vim, ckpt)
         return vim
+
+    @classmethod
+    def from_config(cls, config: VIMConfig) -> "VIM":
+        return cls(config)
 
     def __repr__(self):
         c = self.config

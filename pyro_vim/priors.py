@@ -3,20 +3,28 @@
 A prior is a ``PyroModule`` with ``logits(pos, feat, cand_pos, cand_feat) -> (N, K, M)``; pass one
 to ``VIM(config, prior=...)`` to swap it (the ablations of the design card).
 
-* :class:`KeyQueryPrior` — the paper's: query from the slot state, keys from the M candidates.
-* :class:`UniformPrior` — no learned preference: every module equally likely.
-A one-module monolithic transition is ``VIMConfig(num_modules=1)`` with either prior.
+* :class:`KeyQueryPrior` (``VIMConfig(prior="keyquery")``) — the paper's: query from the slot
+  state, keys from the M candidates.
+* :class:`UniformPrior` (``prior="uniform"``) — no learned preference: every module equally likely.
+A one-module monolithic transition is ``VIMConfig(num_modules=1)`` with either prior.  Each prior
+is registered under its config name (:mod:`pyro_vim.registry`) and built by ``from_config``.
 """
 import torch
 from pyro.nn import PyroModule
 
 from .nn import KeyQuery
+from .registry import PRIORS, register_prior
 
 
+@register_prior("keyquery")
 class KeyQueryPrior(PyroModule):
     def __init__(self, state_dim: int, hidden: int = 64, key_dim: int = 32):
         super().__init__()
         self.attention = KeyQuery(state_dim, state_dim, hidden, key_dim)
+
+    @classmethod
+    def from_config(cls, config) -> "KeyQueryPrior":
+        return cls(config.state_dim, config.update_hidden, config.keyquery_dim)
 
     def logits(self, pos, feat, cand_pos, cand_feat) -> torch.Tensor:
         query = torch.cat([pos, feat], -1)
@@ -24,9 +32,14 @@ class KeyQueryPrior(PyroModule):
         return self.attention(query, keys)
 
 
+@register_prior("uniform")
 class UniformPrior(PyroModule):
+    @classmethod
+    def from_config(cls, config) -> "UniformPrior":
+        return cls()
+
     def logits(self, pos, feat, cand_pos, cand_feat) -> torch.Tensor:
         return torch.zeros(cand_pos.shape[:-1], dtype=pos.dtype, device=pos.device)
 
 
-PRIORS = {"keyquery": KeyQueryPrior, "uniform": UniformPrior}
+__all__ = ["KeyQueryPrior", "UniformPrior", "PRIORS"]

@@ -1,6 +1,8 @@
 """Training: slot-attention pre-training, then SVI with ``Trace_ELBO`` over sequences.
 
-``train(config, out_dir, ...)`` runs the whole schedule of Appendix A.2:
+The trainer works with any model of the protocol in :mod:`pyro_vim.models` (built by the config's
+``model`` name): it asks the model for the Pyro ``(model, guide)`` pair of each step and minimises
+``Trace_ELBO`` over it.  For VIM, ``train(config, out_dir, ...)`` runs the schedule of Appendix A.2:
 
 1. ``config.pretrain_steps`` steps of slot-attention pre-training: the model with a single frame
    (discovery + decoder only) on single frames, with a linear learning-rate warm-up;
@@ -10,7 +12,10 @@
 
 Every batch is generated afresh from the dataset with a seed that depends only on the step, so
 the data order is reproducible and resumable; evaluation uses a seed never used in training.
-Writes ``out_dir/log.jsonl`` (one JSON object per step) and ``out_dir/checkpoint.pt``.
+Writes ``out_dir/log.jsonl`` (one JSON object per step) and ``out_dir/checkpoint.pt``.  The run
+directory belongs to one process at a time (:class:`pyro_vim.rundir.RunLock`): a second trainer
+on it is refused with :class:`~pyro_vim.rundir.RunDirBusy`; a full disk stops the run with a
+:class:`~pyro_vim.checkpoint.CheckpointWriteError` that says how to resume.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import pyro
 import torch
 
 from .checkpoint import (
+    CheckpointWriteError,
     check_config,
     load_checkpoint,
     load_model_state,
@@ -32,10 +38,10 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import VIMConfig
-from .data import make_dataset
 from .elbo import TermsELBO
 from .evaluate import identification
-from .model import VIM
+from .models import build_model
+from .rundir import RunLock, is_no_space, no_space_message
 
 TRAIN_SEED_STRIDE = 10_000_000
 EVAL_SEED_OFFSET = 4_000_000_000
@@ -56,8 +62,8 @@ def default_device() -> torch.device:
 
 
 def make_generator(config: VIMConfig):
-    return make_dataset(config.dataset, num_objects=config.num_objects,
-                        image_size=config.image_size)
+    """The training data generator of ``config`` (``config.data``)."""
+    return config.make_generator()
 
 
 class NonFiniteError(FloatingPointError):
@@ -86,7 +92,7 @@ class Trainer:
             raise ValueError(f"out_dir {os.fspath(out_dir)!r} exists and is not a folder")
         if resume and out_dir is None:
             raise ValueError("resume=True needs out_dir (the folder holding checkpoint.pt)")
-        self.config = config.validate()
+        config.validate()
         self.out_dir = out_dir
         self.device = torch.device(device) if device is not None else default_device()
         self.checkpoint_every = checkpoint_every
@@ -97,13 +103,31 @@ class Trainer:
         self.saved_step: Optional[int] = None      # step of the last checkpoint written/loaded
         self.last_eval: Dict[str, float] = {}
         pyro.set_rng_seed(config.seed)
-        self.vim = VIM(config, prior=prior, guide=guide).to(self.device)
-        self.optimizer = torch.optim.Adam(self.vim.parameters(), lr=config.lr)
+        self.model = build_model(config, prior=prior, guide=guide).to(self.device)
+        # the model's config: it names the prior and guide actually built
+        self.config = self.model.config
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.elbo = TermsELBO()
-        self.data = make_generator(config)
+        self.data = make_generator(self.config)
         self._eval_batch = None
+        self._lock = RunLock(out_dir) if out_dir is not None else None
         if resume:
-            self._resume()
+            if not os.path.isfile(self.checkpoint_path):
+                raise FileNotFoundError(f"resume: no checkpoint at {self.checkpoint_path!r} "
+                                        "(start without resume or point out_dir at the folder "
+                                        "of an earlier run)")
+            self._resume()         # reads only: a refused resume leaves the folder untouched
+            self._lock.acquire()   # then refuse a folder that another live run holds
+
+    @property
+    def vim(self):
+        """The model being trained (named for the library's first family)."""
+        return self.model
+
+    def close(self) -> None:
+        """Give the run directory up (a later trainer or resume may take it)."""
+        if self._lock is not None:
+            self._lock.release()
 
     # ---------------------------------------------------------------- paths & resume
     @property
@@ -118,9 +142,6 @@ class Trainer:
         """Restore model, optimiser, step and every RNG; writes nothing (and on error changes
         nothing on disk): the log is trimmed to the checkpoint's step by ``run``."""
         path = self.checkpoint_path
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"resume: no checkpoint at {path!r} (start without resume "
-                                    "or point out_dir at the folder of an earlier run)")
         # RNG states must stay on the CPU; load_state_dict moves the rest to the device
         ckpt = load_checkpoint(path, map_location="cpu")
         if "rng" not in ckpt or "optimizer" not in ckpt:
@@ -170,14 +191,24 @@ class Trainer:
 
     def save(self):
         if self.checkpoint_path:
-            save_checkpoint(self.checkpoint_path, self.vim, self.optimizer, self.step,
-                            skipped=self.skipped)
+            try:
+                save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.step,
+                                skipped=self.skipped,
+                                **({"custom_parts": self.model.custom_parts}
+                                   if getattr(self.model, "custom_parts", None) else {}))
+            except CheckpointWriteError as e:
+                kept = (f"step {self.saved_step}" if self.saved_step is not None
+                        else "none was written yet")
+                raise CheckpointWriteError(e.errno, f"{e.strerror} [training stopped at step "
+                                           f"{self.step}; last good checkpoint: {kept}]") from e
             self.saved_step = self.step
 
     # ---------------------------------------------------------------- one step
     def perception_parameters(self):
-        """Encoder and slot attention: what ``config.freeze_perception`` keeps fixed in dynamics."""
-        return list(self.vim.encoder.parameters()) + list(self.vim.slot_attention.parameters())
+        """What ``config.freeze_perception`` keeps fixed in dynamics (the model's
+        ``perception_parameters()``; none if it has no such method)."""
+        fn = getattr(self.model, "perception_parameters", None)
+        return list(fn()) if fn is not None else []
 
     def lr_at(self, step: int) -> float:
         c = self.config
@@ -206,11 +237,7 @@ class Trainer:
         c, vim, step = self.config, self.vim, self.step
         pretraining = step < c.pretrain_steps
         frames = self.batch(step)
-        if pretraining:
-            model, guide = vim._model, vim._guide
-        else:
-            model, guide = vim.model, vim.guide
-            vim.z_kl_weight = c.z_kl_weight_at(step - c.pretrain_steps)
+        model, guide = vim.programs(step)
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -222,7 +249,7 @@ class Trainer:
         n = frames.shape[0]
         record = {"step": step + 1, "phase": "pretrain" if pretraining else "dynamics",
                   "loss": float(loss.detach()) / n, "seq_len": int(frames.shape[1]), "lr": lr,
-                  "z_kl_weight": vim.z_kl_weight if not pretraining else None}
+                  "z_kl_weight": getattr(vim, "z_kl_weight", None) if not pretraining else None}
         record.update({k: v for k, v in terms.items()})
         bad = [k for k in TERMS if isinstance(record.get(k), float)
                and not math.isfinite(record[k])]
@@ -298,11 +325,30 @@ class Trainer:
         return self._eval_batch
 
     def evaluate(self) -> Dict[str, float]:
-        report = identification(self.vim, self.evaluation_batch())
+        custom = getattr(self.model, "evaluation_metrics", None)
+        if custom is not None:
+            self.last_eval = dict(custom(self.evaluation_batch()))
+            return self.last_eval
+        report = identification(self.model, self.evaluation_batch())
         self.last_eval = {"accuracy": report["rule_module_accuracy"],
                           "nmi": report["nmi"], "position_error": report["mean_position_error"],
                           "module_usage": report["module_usage"]}
         return self.last_eval
+
+    def _write_log(self, log, record) -> None:
+        try:
+            log.write(_log_line(record))
+            log.flush()
+        except OSError as e:
+            if is_no_space(e):
+                kept = (f"step {self.saved_step}" if self.saved_step is not None
+                        else "none was written yet")
+                raise CheckpointWriteError(e.errno, no_space_message(
+                    f"the training log {self.log_path!r}", self.out_dir,
+                    f"last good checkpoint: {kept}; free some space, then resume "
+                    "(examples/train_random_walk.py --out DIR --resume, or run the same "
+                    "pyro_vim.run command again)")) from e
+            raise
 
     # ---------------------------------------------------------------- the loop
     def run(self, steps: int, callback: Optional[Callable[["Trainer", dict], None]] = None,
@@ -315,9 +361,9 @@ class Trainer:
         from tqdm.auto import tqdm
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+        if self._lock is not None:
+            self._lock.acquire()      # creates out_dir; refuses a directory another run holds
         self._truncate_log(self.step)
-        if self.out_dir:
-            os.makedirs(self.out_dir, exist_ok=True)
         start = time.time()
         bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.progress,
                    dynamic_ncols=True)
@@ -336,8 +382,7 @@ class Trainer:
                     self.vim.train(was_training)
                     set_rng_state(rng)  # evaluation never shifts training's random numbers
                 if log:
-                    log.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
-                    log.flush()
+                    self._write_log(log, record)
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
                 bar.update(1)
@@ -351,13 +396,21 @@ class Trainer:
                     callback(self, record)
                 if time_budget_s is not None and time.time() - start > time_budget_s:
                     break
+        except BaseException:
+            self.close()
+            raise
         finally:
             bar.close()
             if log:
                 log.close()
         if self.saved_step != self.step:
             self.save()
+        self.close()          # the run is complete up to ``steps``: the directory is free
         return self
+
+
+def _log_line(record) -> str:
+    return json.dumps(_json_safe(record), allow_nan=False) + "\n"
 
 
 def _json_safe(x):
