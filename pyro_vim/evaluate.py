@@ -35,10 +35,10 @@ import pyro
 import torch
 
 from . import metrics
-from .data import MOVES, VideoBatch
+from .data import MOVE_VECTORS, MOVES, VideoBatch
 
-__all__ = ["identification", "evaluate_batch", "evaluate_predictions", "main",
-           "DEFAULT_SEED_OFFSET", "default_seed"]
+__all__ = ["identification", "evaluate_batch", "evaluate_predictions", "summary_metrics",
+           "module_step_errors", "main", "DEFAULT_SEED_OFFSET", "default_seed"]
 
 #: Default data seed = DEFAULT_SEED_OFFSET + config.seed (disjoint from the trainer's seeds).
 DEFAULT_SEED_OFFSET = 3_000_000_000
@@ -72,6 +72,77 @@ def _matched_translations(vim, slots: np.ndarray, matching: np.ndarray) -> list:
     index = np.broadcast_to(matching[:, None, :, None], (n, t, matching.shape[1], s))
     matched = torch.from_numpy(np.ascontiguousarray(np.take_along_axis(slots, index, 2)))
     return module_translations(vim, matched).cpu().tolist()
+
+
+def module_step_errors(confusion, assignment, translations, step: float) -> Dict[str, float]:
+    """Per rule, |mean translation of the rule's module - the true move| in pixels (Euclidean).
+
+    The rule's module is its ``assignment`` (rule index -> module) when it has one, else the
+    module its moves chose most often (a monolithic or small-M model shares modules).
+    ``translations``: (M, 2) mean (x, y) translation of each module on the slots matched to
+    objects; ``step``: the data's atomic move in pixels.  Rules never observed are left out."""
+    conf = np.asarray(confusion, dtype=np.float64)
+    trans = np.asarray(translations, dtype=np.float64)
+    out = {}
+    for rule, name in enumerate(MOVES):
+        if conf[rule].sum() == 0:
+            continue
+        module = assignment.get(rule, int(conf[rule].argmax()))
+        true = step * MOVE_VECTORS[rule].astype(np.float64)
+        out[name] = float(np.linalg.norm(trans[module] - true))
+    return out
+
+
+@torch.no_grad()
+def _elbo_terms(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str, float]:
+    """Held-out ELBO terms per video (one posterior sample, Gaussian KL unscaled)."""
+    from .elbo import TermsELBO
+    device = next(vim.parameters()).device
+    weight, vim.z_kl_weight = getattr(vim, "z_kl_weight", 1.0), 1.0
+    totals: Dict[str, float] = {}
+    try:
+        for i in range(0, len(frames), chunk):
+            part = torch.from_numpy(frames[i:i + chunk]).to(device)
+            _, terms = TermsELBO().loss_and_terms(vim.model, vim.guide, part)
+            for k, v in terms.items():
+                totals[k] = totals.get(k, 0.0) + v * len(part)
+    finally:
+        vim.z_kl_weight = weight
+    return {k: v / len(frames) for k, v in totals.items()}
+
+
+def summary_metrics(vim, batch: VideoBatch) -> Dict[str, Any]:
+    """The per-run numbers the experiment runner records (``metrics.json``'s ``metrics``).
+
+    ``rule_module_accuracy``, ``nmi``, ``confusion`` (4 x M), ``module_usage``, ``rules``,
+    ``module_translation_px`` (M x 2), ``module_step_error`` (rule -> px, see
+    :func:`module_step_errors`) and its maximum ``module_step_error_max``, ``position_error``
+    (tracking, px), ``recon_mse`` (squared error per frame, summed over pixels and channels),
+    ``recon_mse_per_pixel``, and the held-out ELBO terms per transition step ``kl_z`` and
+    ``kl_r`` (and ``nll_x`` = -log p(x | z) per frame)."""
+    report, _ = evaluate_batch(vim, batch)
+    steps = batch.seq_len - 1
+    terms = _elbo_terms(vim, batch.frames)
+    out: Dict[str, Any] = {
+        "rules": list(MOVES),
+        "position_error": report["position_error"]["mean"],
+        "recon_mse": report["recon_mse"]["mean"],
+        "recon_mse_per_pixel": report["recon_mse"]["per_pixel"],
+        "nll_x": terms.get("recon", float("nan")) / batch.seq_len,
+        "kl_z": terms.get("kl_z", float("nan")) / steps,
+        "kl_r": terms.get("kl_r", float("nan")) / steps,
+        "module_translation_px": report["module_translation_px"],
+    }
+    if report.get("confusion") is not None:
+        assignment = {MOVES.index(r): m for r, m in report["assignment"].items()}
+        errors = module_step_errors(report["confusion"], assignment,
+                                    report["module_translation_px"],
+                                    float(batch.config.get("step", 1)))
+        out.update(rule_module_accuracy=report["rule_module_accuracy"], nmi=report["nmi"],
+                   confusion=report["confusion"], module_usage=report["module_usage"],
+                   module_step_error=errors,
+                   module_step_error_max=max(errors.values()) if errors else None)
+    return _json_ready(out)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class SlotAttentionGuide(PyroModule):
     @classmethod
     def from_config(cls, config):
         """The guide the config describes (its sizes and the selection scale)."""
-        return cls(config.slot_dim, config.update_hidden, config.keyquery_dim,
+        return cls(config.slot_dim, hidden=config.update_hidden, key_dim=config.keyquery_dim,
                    scale_pixels=config.selection_scale, image_size=config.image_size)
 
     def selection_logits(self, h, cand_pos, cand_feat, obs):

@@ -1,0 +1,146 @@
+"""``key=value`` overrides of a :class:`~pyro_vim.config.VIMConfig` (Hydra-like, no dependency).
+
+``apply_overrides(config, ["num_slots=5", "data.step=4", "prior=uniform"])`` returns a new,
+validated config.  Keys are field names, dotted for the ``data`` section; values are parsed by
+the field's type:
+
+* int / float: ``7``, ``1e-3``; bool: ``true``/``false`` (also ``yes``/``no``, ``1``/``0``);
+* str: as written; ``none``/``null`` for an optional field;
+* lists (``data.colors``): JSON (``[[1,0,0],[0,1,0]]``) or ``1,0,0;0,1,0`` (rows split by ``;``);
+* dicts (``extra``): JSON.
+
+An unknown key or a value of the wrong type raises ``ValueError`` naming the key (with the closest
+known keys), and the config's own validation names a value out of range.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from typing import Any, Dict, Iterable, List, Tuple
+
+from .config import DataConfig, VIMConfig
+
+__all__ = ["parse_override", "parse_overrides", "apply_overrides", "config_keys"]
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+_NONE = {"none", "null"}
+
+
+def _fields(cls) -> Dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def config_keys() -> List[str]:
+    """Every settable key: top-level fields and ``data.<field>``."""
+    keys = [k for k in _fields(VIMConfig) if k != "data"]
+    return keys + [f"data.{k}" for k in _fields(DataConfig)]
+
+
+def _type_of(key: str):
+    if key.startswith("data."):
+        fields, name = _fields(DataConfig), key[len("data."):]
+    else:
+        fields, name = _fields(VIMConfig), key
+    if "." in name or name not in fields or name == "data":
+        close = difflib.get_close_matches(key, config_keys(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown config key {key!r}{hint} (python -m pyro_vim.run --keys "
+                         "lists them)")
+    return fields[name]
+
+
+def _convert(key: str, text: str, tp) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union:                       # Optional[X]
+        if text.strip().lower() in _NONE:
+            return None
+        tp = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+
+    def bad(expected: str):
+        return ValueError(f"bad value for {key}: expected {expected}, got {text!r}")
+
+    if tp is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise bad("a bool (true/false)")
+    if tp is int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise bad("an int") from None
+    if tp is float:
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise bad("a number") from None
+    if tp is str:
+        return text
+    if origin in (list, List, tuple, Tuple) or origin is dict:
+        stripped = text.strip()
+        if stripped[:1] in "[{":
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError as e:
+                raise bad(f"JSON ({e.msg})") from None
+        elif origin is dict:
+            raise bad("a JSON object")
+        else:
+            try:
+                rows = [[float(v) for v in row.split(",")] for row in stripped.split(";")]
+            except ValueError:
+                raise bad("numbers separated by ',' (rows by ';') or JSON") from None
+            inner = typing.get_args(tp)[0] if typing.get_args(tp) else float
+            value = rows if typing.get_origin(inner) in (list, List) else rows[0]
+        if origin is dict and not isinstance(value, dict):
+            raise bad("a JSON object")
+        if origin is not dict and not isinstance(value, list):
+            raise bad("a list")
+        return value
+    raise ValueError(f"config key {key!r} cannot be set from the command line")
+
+
+def parse_override(item: str) -> Tuple[str, Any]:
+    """``"data.step=4"`` -> ``("data.step", 4)``, typed by the config field."""
+    if not isinstance(item, str) or "=" not in item:
+        raise ValueError(f"an override must look like key=value, got {item!r}")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"an override must look like key=value, got {item!r}")
+    return key, _convert(key, text, _type_of(key))
+
+
+def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
+    """Several ``key=value`` strings -> ``{key: typed value}`` (a later key wins)."""
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, value = parse_override(item)
+        out[key] = value
+    return out
+
+
+def apply_overrides(config: VIMConfig, overrides) -> VIMConfig:
+    """A validated copy of ``config`` with the overrides: a list of ``key=value`` strings or a
+    dict ``{key: value}`` (dotted ``data.`` keys)."""
+    if isinstance(overrides, dict):
+        for key in overrides:
+            _type_of(key)
+        parsed = dict(overrides)
+    else:
+        parsed = parse_overrides(overrides)
+    top = {k: v for k, v in parsed.items() if not k.startswith("data.")}
+    data = {k[len("data."):]: v for k, v in parsed.items() if k.startswith("data.")}
+    if data:
+        top["data"] = data
+    try:
+        return config.replace(**top)
+    except TypeError as e:      # a value of the wrong type reached the dataclass
+        raise ValueError(f"bad override: {e}") from None

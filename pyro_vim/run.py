@@ -1,0 +1,253 @@
+"""Run a paper experiment: every variant x seed trained, evaluated and recorded.
+
+    python -m pyro_vim.run --list
+    python -m pyro_vim.run EXPERIMENT [--set key=value ...] [--seeds 0,1,2] [--variants V,...]
+                           --out DIR [--threads N] [--eval-sequences 64] [--eval-seq-len 11]
+    python -m pyro_vim.run --keys          # every settable config key
+
+Each run lives in ``DIR/<experiment>[/<variant>]/seed=<s>/``: ``config.json`` (the whole config:
+model family, prior, guide, data), ``checkpoint.pt``, ``log.jsonl``, ``pretrained.pt`` and
+``before.json`` (the model and its metrics after slot-attention pre-training, with untrained
+modules: the before-learning baseline) and ``metrics.json`` (written last; a run with it is
+complete). Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
+
+A killed sweep continues where it stopped when the same command is run again: complete runs are
+skipped, a started run resumes exactly from its checkpoint.  Changing a run's settings between
+the two commands is refused (naming the fields).  ``DIR/<experiment>`` belongs to one sweep at a
+time: a second sweep there is refused while the first lives.  Bad input (an unknown experiment,
+key or value) prints ``error: ...`` and exits with status 2 before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from .checkpoint import CheckpointWriteError, config_differences
+from .config import VIMConfig
+from .evaluate import default_seed, summary_metrics
+from .experiments import Experiment, describe, get_experiment
+from .overrides import config_keys, parse_overrides
+from .rundir import RunDirBusy, RunLock, write_json
+from .train import NonFiniteError, Trainer
+
+__all__ = ["run_experiment", "run_one", "run_dir", "main"]
+
+
+def run_dir(out: str, experiment: str, variant: str, seed: int) -> str:
+    parts = [out, experiment] + ([variant] if variant else []) + [f"seed={seed}"]
+    return os.path.join(*parts)
+
+
+def _commit() -> str:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=here).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {device}, torch "
+            f"{torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def _held_out(config: VIMConfig, sequences: int, seq_len: int):
+    return config.make_generator().generate(sequences, seq_len, default_seed(config))
+
+
+def _evaluate(model, config, sequences, seq_len) -> Dict[str, Any]:
+    was_training = model.training
+    model.eval()
+    try:
+        return summary_metrics(model, _held_out(config, sequences, seq_len))
+    finally:
+        model.train(was_training)
+
+
+def _check_config(folder: str, config: VIMConfig) -> None:
+    path = os.path.join(folder, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = VIMConfig.from_dict(json.load(f))
+    diff = config_differences(saved, config)
+    if diff:
+        fields = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
+        raise ValueError(f"{folder!r} holds a run with other settings ({fields}); run the same "
+                         "command as before to continue it, or choose another --out")
+
+
+def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
+            progress: bool = False, experiment: str = "", variant: str = "",
+            checkpoint_every: int = 100, device=None) -> Dict[str, Any]:
+    """Train (or resume, or skip when complete) one run in ``folder`` and return its
+    ``metrics.json`` content."""
+    metrics_path = os.path.join(folder, "metrics.json")
+    _check_config(folder, config)
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            return json.load(f)
+    write_json(os.path.join(folder, "config.json"), config.to_dict())
+    resume = os.path.exists(os.path.join(folder, "checkpoint.pt"))
+    trainer = Trainer(config, folder, resume=resume, progress=progress,
+                      checkpoint_every=checkpoint_every, device=device)
+    start = time.time()
+    before_path = os.path.join(folder, "before.json")
+    pre = config.pretrain_steps
+    if pre and trainer.step < pre:
+        trainer.run(pre)                     # ends with a checkpoint at the end of pre-training
+    if pre and not os.path.exists(before_path):
+        before = None
+        if trainer.step == pre:              # keep the pre-trained model: it can be re-scored
+            trainer.model.save(os.path.join(folder, "pretrained.pt"), step=pre)
+            before = _evaluate(trainer.model, config, eval_sequences, eval_seq_len)
+        write_json(before_path, {"step": pre, "metrics": before})
+    trainer.run(config.pretrain_steps + config.steps)
+    trained = _evaluate(trainer.model, config, eval_sequences, eval_seq_len)
+    before = None
+    if os.path.exists(before_path):
+        with open(before_path) as f:
+            before = json.load(f)["metrics"]
+    result = {"experiment": experiment, "variant": variant, "seed": config.seed,
+              "steps": trainer.step, "train_seconds": _train_seconds(trainer, start),
+              "commit": _commit(), "machine": _machine(),
+              "eval": {"sequences": eval_sequences, "seq_len": eval_seq_len,
+                       "seed": default_seed(config)},
+              "metrics": trained, "before_learning": before}
+    write_json(metrics_path, result)
+    return result
+
+
+def _train_seconds(trainer: Trainer, start: float) -> float:
+    """Training time of the whole run, summed from the log (resumes included)."""
+    total, last = 0.0, 0.0
+    if trainer.log_path and os.path.exists(trainer.log_path):
+        with open(trainer.log_path) as f:
+            for line in f:
+                try:
+                    t = float(json.loads(line).get("time", 0.0))
+                except (ValueError, TypeError):
+                    continue
+                if t < last:          # a new process (resume) restarts the clock
+                    total += last
+                last = t
+    return round(total + last, 1) if last else round(time.time() - start, 1)
+
+
+def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[int]] = None,
+                   variants: Optional[Sequence[str]] = None, overrides: Sequence[str] = (),
+                   eval_sequences: int = 64, eval_seq_len: int = 11, progress: bool = False,
+                   log=print) -> List[Dict[str, Any]]:
+    """Every (variant, seed) run of ``experiment`` under ``out`` (see the module docstring)."""
+    seeds = list(experiment.seeds if seeds is None else seeds)
+    variants = list(experiment.variants if variants is None else variants)
+    # every config first: a bad key, value or variant fails before anything is written
+    plan = [(v, s, experiment.config(v, s, overrides)) for v in variants for s in seeds]
+    results = []
+    with RunLock(os.path.join(out, experiment.name)):
+        for variant, seed, config in plan:
+            folder = run_dir(out, experiment.name, variant, seed)
+            label = f"{experiment.name}{'/' + variant if variant else ''} seed={seed}"
+            state = ("done" if os.path.exists(os.path.join(folder, "metrics.json")) else
+                     "resume" if os.path.exists(os.path.join(folder, "checkpoint.pt")) else
+                     "start")
+            log(f"[{time.strftime('%H:%M:%S')}] {label}: {state}")
+            result = run_one(config, folder, eval_sequences, eval_seq_len, progress,
+                             experiment.name, variant)
+            m = result["metrics"]
+            log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
+                f"{m.get('rule_module_accuracy')}, step error max "
+                f"{m.get('module_step_error_max')}, recon {m.get('recon_mse')}")
+            results.append(result)
+    return results
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pyro_vim.run",
+                                description="Train and evaluate a paper experiment over seeds.")
+    p.add_argument("experiment", nargs="?", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments")
+    p.add_argument("--keys", action="store_true", help="list the config keys --set takes")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="config overrides, e.g. steps=400 data.step=4")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the "
+                                                 "experiment's)")
+    p.add_argument("--variants", default=None, help="comma-separated subset of the variants")
+    p.add_argument("--out", default="runs", help="sweep folder (default: runs)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--eval-sequences", type=int, default=64)
+    p.add_argument("--eval-seq-len", type=int, default=11,
+                   help="held-out sequence length (11 frames = 10 transition steps)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    return p
+
+
+def _parse_seeds(text: str) -> List[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds must be non-negative integers, got {text!r}")
+    return seeds
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list:
+        print("\n".join(describe()))
+        return 0
+    if args.keys:
+        print("\n".join(config_keys()))
+        return 0
+    try:
+        if not args.experiment:
+            raise ValueError("name an experiment (python -m pyro_vim.run --list)")
+        experiment = get_experiment(args.experiment)
+        seeds = _parse_seeds(args.seeds) if args.seeds is not None else None
+        variants = None
+        if args.variants is not None:
+            variants = [v for v in args.variants.split(",") if v]
+            unknown = [v for v in variants if v not in experiment.variants]
+            if unknown:
+                raise ValueError(f"unknown variants {unknown}; {experiment.name} has "
+                                 f"{[v for v in experiment.variants]}")
+        parse_overrides(args.overrides)
+        for name in ("eval_sequences", "eval_seq_len", "threads"):
+            value = getattr(args, name)
+            if value is not None and value < (2 if name == "eval_seq_len" else 1):
+                raise ValueError(f"--{name.replace('_', '-')} is too small: {value}")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out!r} exists and is not a folder")
+        for v in (variants or experiment.variants):
+            experiment.config(v, 0, args.overrides)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        run_experiment(experiment, args.out, seeds, variants, args.overrides,
+                       args.eval_sequences, args.eval_seq_len, args.progress)
+    except (RunDirBusy, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointWriteError, NonFiniteError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"done: python -m pyro_vim.report {args.out} aggregates the runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
