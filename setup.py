@@ -16,5 +16,5 @@ setup(
         "tqdm",
     ],
     # Pillow (GIFs) comes with matplotlib.
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "tb": ["tensorboard"]},
 )

@@ -2,6 +2,7 @@
 minutes on held-out sequences (a seed never used in training), printing minutes vs accuracy.
 
     python benchmarks/time_to_identification.py --minutes 15 --out runs/tti
+    python benchmarks/time_to_identification.py --set pretrain_steps=600 data.step=4 num_slots=5
 
 Writes OUT/checkpoint.pt, OUT/log.jsonl and OUT/curve.json (minutes, step, accuracy, NMI,
 position error, module usage, each module's mean translation in pixels).  Evaluation time is
@@ -21,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
 from pyro_vim.evaluate import identification  # noqa: E402
+from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.train import Trainer, eval_seed  # noqa: E402
 
 
@@ -36,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--num-slots", type=int, default=None, help="K (default: the preset's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="config overrides (python -m pyro_vim.run --keys)")
     p.add_argument("--out", default="runs/time_to_identification")
     return p.parse_args(argv)
 
@@ -56,7 +60,8 @@ def main(args):
     sizes = {k: v for k, v in (("num_modules", args.num_modules), ("num_slots", args.num_slots))
              if v is not None}
     try:
-        config = VIMConfig.preset(args.preset, seed=args.seed, **sizes)
+        config = apply_overrides(VIMConfig.preset(args.preset, seed=args.seed, **sizes),
+                                 args.overrides)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}")
     held_out = config.make_generator().generate(
@@ -87,6 +92,7 @@ def main(args):
         next_eval += args.eval_every_minutes * 60
     trainer.save()
     result = {"curve": curve, "preset": args.preset, "seed": args.seed, "commit": commit(),
+              "overrides": list(args.overrides), "config": config.to_dict(),
               "num_modules": config.num_modules, "num_slots": config.num_slots,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
                          f"{torch.__version__}, {torch.get_num_threads()} threads",

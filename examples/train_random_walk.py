@@ -3,6 +3,8 @@
     python examples/train_random_walk.py                      # cpu preset (default without CUDA)
     python examples/train_random_walk.py --preset paper --device cuda
     python examples/train_random_walk.py --out runs/rw --resume
+    python examples/train_random_walk.py --set prior=uniform data.step=4 data.num_objects=4 \
+        num_slots=5                                         # any config key (see --keys)
 
 Writes OUT/checkpoint.pt and OUT/log.jsonl and prints the final rule-module accuracy.  Bad
 arguments (a non-positive size, an OUT that already holds a run without --resume, --resume
@@ -18,7 +20,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from pyro_vim.checkpoint import CheckpointWriteError  # noqa: E402
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
+from pyro_vim.overrides import apply_overrides  # noqa: E402
+from pyro_vim.rundir import RunDirBusy  # noqa: E402
 from pyro_vim.train import NonFiniteError, Trainer  # noqa: E402
 
 
@@ -42,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--skip-nonfinite", action="store_true",
                    help="skip steps with a non-finite ELBO or gradient instead of stopping")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE",
+                   help="config overrides applied last, e.g. prior=uniform data.step=4 "
+                        "(python -m pyro_vim.run --keys lists the keys)")
+    p.add_argument("--tensorboard", choices=("auto", "on", "off"), default="auto",
+                   help="TensorBoard event files in OUT/tb (auto: when tensorboard is installed)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -99,7 +110,7 @@ def build_config(args) -> VIMConfig:
             overrides[field] = value
     if args.seq_len is not None:
         overrides.update(seq_len_start=args.seq_len, seq_len_max=args.seq_len)
-    return VIMConfig.preset(preset, **overrides)
+    return apply_overrides(VIMConfig.preset(preset, **overrides), args.overrides)
 
 
 def main(args) -> dict:
@@ -108,13 +119,17 @@ def main(args) -> dict:
     try:
         trainer = Trainer(config, out_dir=args.out, device=args.device, resume=args.resume,
                           checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                          skip_nonfinite=args.skip_nonfinite)
-    except (FileNotFoundError, TypeError, ValueError) as e:   # e.g. a checkpoint of another config
+                          skip_nonfinite=args.skip_nonfinite,
+                          tensorboard={"auto": None, "on": True, "off": False}[args.tensorboard])
+    except (FileNotFoundError, TypeError, ValueError, RunDirBusy) as e:   # e.g. another config
         _parser().error(str(e))
     steps = args.steps if args.steps is not None else config.pretrain_steps + config.steps
     if steps < trainer.step:
         _parser().error(f"--steps {steps} is below the checkpoint's step {trainer.step}")
-    trainer.run(steps)
+    try:
+        trainer.run(steps)
+    except RunDirBusy as e:       # another live process trains into OUT
+        _parser().error(str(e))
     result = {"step": trainer.step, "checkpoint": trainer.checkpoint_path}
     if trainer.step > config.pretrain_steps:
         result.update(trainer.evaluate())
@@ -125,6 +140,6 @@ def main(args) -> dict:
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except NonFiniteError as e:     # names the step and terms; the last checkpoint is kept
+    except (NonFiniteError, CheckpointWriteError) as e:   # the last good checkpoint is kept
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

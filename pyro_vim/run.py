@@ -28,9 +28,10 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+import pyro
 import torch
 
-from .checkpoint import CheckpointWriteError, config_differences
+from .checkpoint import CheckpointWriteError, config_differences, rng_state, set_rng_state
 from .config import VIMConfig
 from .evaluate import default_seed, summary_metrics
 from .experiments import Experiment, describe, get_experiment
@@ -66,12 +67,16 @@ def _held_out(config: VIMConfig, sequences: int, seq_len: int):
 
 
 def _evaluate(model, config, sequences, seq_len) -> Dict[str, Any]:
-    was_training = model.training
+    """Held-out metrics; the RNGs are restored, so evaluating never changes what training draws
+    (a resumed run equals an uninterrupted one)."""
+    was_training, rng = model.training, rng_state()
     model.eval()
     try:
+        pyro.set_rng_seed(default_seed(config) % 2 ** 32)
         return summary_metrics(model, _held_out(config, sequences, seq_len))
     finally:
         model.train(was_training)
+        set_rng_state(rng)
 
 
 def _check_config(folder: str, config: VIMConfig) -> None:

@@ -42,6 +42,7 @@ from .elbo import TermsELBO
 from .evaluate import identification
 from .models import build_model
 from .rundir import RunLock, is_no_space, no_space_message
+from .tensorboard import make_logger
 
 TRAIN_SEED_STRIDE = 10_000_000
 EVAL_SEED_OFFSET = 4_000_000_000
@@ -79,7 +80,8 @@ class Trainer:
 
     def __init__(self, config: VIMConfig, out_dir: Optional[str] = None, device=None,
                  resume: bool = False, checkpoint_every: int = 500, progress: bool = True,
-                 skip_nonfinite: bool = False, prior=None, guide=None):
+                 skip_nonfinite: bool = False, prior=None, guide=None,
+                 tensorboard: Optional[bool] = None):
         if not isinstance(config, VIMConfig):
             raise TypeError(f"Trainer expects a VIMConfig, got {type(config).__name__}")
         if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
@@ -111,6 +113,8 @@ class Trainer:
         self.data = make_generator(self.config)
         self._eval_batch = None
         self._lock = RunLock(out_dir) if out_dir is not None else None
+        self._tensorboard = tensorboard       # None: when installed (pyro_vim.tensorboard)
+        self._tb = None
         if resume:
             if not os.path.isfile(self.checkpoint_path):
                 raise FileNotFoundError(f"resume: no checkpoint at {self.checkpoint_path!r} "
@@ -126,6 +130,9 @@ class Trainer:
 
     def close(self) -> None:
         """Give the run directory up (a later trainer or resume may take it)."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
         if self._lock is not None:
             self._lock.release()
 
@@ -363,6 +370,8 @@ class Trainer:
             raise ValueError(f"steps must be a non-negative int, got {steps!r}")
         if self._lock is not None:
             self._lock.acquire()      # creates out_dir; refuses a directory another run holds
+            if self._tb is None:
+                self._tb = make_logger(self.out_dir, self._tensorboard)
         self._truncate_log(self.step)
         start = time.time()
         bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.progress,
@@ -379,10 +388,15 @@ class Trainer:
                     was_training, rng = self.vim.training, rng_state()
                     self.vim.eval()
                     record["eval"] = self.evaluate()
+                    if self._tb is not None:
+                        self._tb.images(self.step, self.vim, torch.from_numpy(
+                            self.evaluation_batch().frames[0]).to(self.device))
                     self.vim.train(was_training)
                     set_rng_state(rng)  # evaluation never shifts training's random numbers
                 if log:
                     self._write_log(log, record)
+                if self._tb is not None:
+                    self._tb.scalars(self.step, record)
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self.save()
                 bar.update(1)
