@@ -331,6 +331,7 @@ class Trainer:
             self._eval_batch = self.data.generate(c.eval_sequences, c.eval_seq_len, eval_seed(c))
         return self._eval_batch
 
+    @torch.no_grad()
     def evaluate(self) -> Dict[str, float]:
         custom = getattr(self.model, "evaluation_metrics", None)
         if custom is not None:
@@ -403,7 +404,7 @@ class Trainer:
                 post = {"loss": f"{record['loss']:.1f}", "rec": f"{record.get('recon', 0):.1f}",
                         "klz": f"{record.get('kl_z', 0):.2f}",
                         "klr": f"{record.get('kl_r', 0):.2f}"}
-                if self.last_eval:
+                if isinstance(self.last_eval.get("accuracy"), float):
                     post["acc"] = f"{self.last_eval['accuracy']:.3f}"
                 bar.set_postfix(post, refresh=False)
                 if callback:

@@ -13,9 +13,11 @@ def test_time_to_identification_smoke(tmp_path):
     out = tmp_path / "tti"
     result = bench.main(bench.parse_args(["--minutes", "0.02", "--eval-every-minutes", "0.01",
                                           "--eval-sequences", "2", "--eval-seq-len", "3",
-                                          "--num-modules", "5", "--out", str(out)]))
+                                          "--num-modules", "5", "--out", str(out),
+                                          "--set", "pretrain_steps=7", "data.step=2"]))
     assert result["curve"] and 0.0 <= result["curve"][-1]["accuracy"] <= 1.0
     assert result["num_modules"] == 5
+    assert result["config"]["pretrain_steps"] == 7 and result["config"]["data"]["step"] == 2
     assert len(result["curve"][-1]["module_translation_px"]) == 5
     saved = json.loads((out / "curve.json").read_text())
     assert saved["curve"] == result["curve"]
@@ -28,6 +30,8 @@ def test_time_to_identification_rejects_bad_sizes(tmp_path):
     bench = load("time_to_identification")
     with pytest.raises(SystemExit, match="num_modules"):
         bench.main(bench.parse_args(["--num-modules", "0", "--out", str(tmp_path / "x")]))
+    with pytest.raises(SystemExit, match="unknown config key 'steps_pre'"):
+        bench.main(bench.parse_args(["--set", "steps_pre=1", "--out", str(tmp_path / "x")]))
     assert not (tmp_path / "x").exists()
 
 
