@@ -111,7 +111,8 @@ def _elbo_terms(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str, float]:
     return {k: v / len(frames) for k, v in totals.items()}
 
 
-def summary_metrics(vim, batch: VideoBatch) -> Dict[str, Any]:
+def summary_metrics(vim, batch: VideoBatch, fidelity: bool = True,
+                    calibration_sequences: int = 32) -> Dict[str, Any]:
     """The per-run numbers the experiment runner records (``metrics.json``'s ``metrics``).
 
     ``rule_module_accuracy``, ``nmi``, ``confusion`` (4 x M), ``module_usage``, ``rules``,
@@ -119,7 +120,11 @@ def summary_metrics(vim, batch: VideoBatch) -> Dict[str, Any]:
     :func:`module_step_errors`) and its maximum ``module_step_error_max``, ``position_error``
     (tracking, px), ``recon_mse`` (squared error per frame, summed over pixels and channels),
     ``recon_mse_per_pixel``, and the held-out ELBO terms per transition step ``kl_z`` and
-    ``kl_r`` (and ``nll_x`` = -log p(x | z) per frame)."""
+    ``kl_r`` (and ``nll_x`` = -log p(x | z) per frame).  With ``fidelity`` (VIM, atomic data):
+    ``rollout_error`` (:func:`pyro_vim.fidelity.rollout_errors`, up to 7 steps) and its mean
+    ``rollout_error_mean``, and ``prior_calibration`` (:func:`pyro_vim.fidelity.prior_calibration`
+    on the first ``calibration_sequences`` videos, 32 samples each) with its headline numbers
+    ``prior_max_deviation`` and ``prior_impossible_at_walls``."""
     report, _ = evaluate_batch(vim, batch)
     steps = batch.seq_len - 1
     terms = _elbo_terms(vim, batch.frames)
@@ -142,6 +147,14 @@ def summary_metrics(vim, batch: VideoBatch) -> Dict[str, Any]:
                    confusion=report["confusion"], module_usage=report["module_usage"],
                    module_step_error=errors,
                    module_step_error_max=max(errors.values()) if errors else None)
+        if fidelity and hasattr(vim, "transition"):
+            from .fidelity import prior_calibration, rollout_errors
+            rollout = rollout_errors(vim, batch, assignment, horizon=min(7, steps))
+            calib = prior_calibration(vim, batch[:calibration_sequences])
+            out.update(rollout_error=rollout, rollout_error_mean=rollout["mean"],
+                       prior_calibration=calib,
+                       prior_max_deviation=calib["max_deviation"],
+                       prior_impossible_at_walls=calib["impossible_at_walls"])
     return _json_ready(out)
 
 

@@ -4,6 +4,7 @@
     python -m pyro_vim.run EXPERIMENT [--set key=value ...] [--seeds 0,1,2] [--variants V,...]
                            --out DIR [--threads N] [--eval-sequences 64] [--eval-seq-len 11]
     python -m pyro_vim.run --keys          # every settable config key
+    python -m pyro_vim.run EXPERIMENT --out DIR --reevaluate   # re-score finished runs
 
 Each run lives in ``DIR/<experiment>[/<variant>]/seed=<s>/``: ``config.json`` (the whole config:
 model family, prior, guide, data), ``checkpoint.pt``, ``log.jsonl``, ``pretrained.pt`` and
@@ -39,7 +40,7 @@ from .overrides import config_keys, parse_overrides
 from .rundir import RunDirBusy, RunLock, write_json
 from .train import NonFiniteError, Trainer
 
-__all__ = ["run_experiment", "run_one", "run_dir", "main"]
+__all__ = ["run_experiment", "run_one", "rescore", "run_dir", "main"]
 
 
 def run_dir(out: str, experiment: str, variant: str, seed: int) -> str:
@@ -133,6 +134,32 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
     return result
 
 
+def rescore(folder: str, eval_sequences: int = 64, eval_seq_len: int = 11) -> Dict[str, Any]:
+    """Recompute a complete run's metrics with the current evaluation code, from its
+    ``checkpoint.pt`` and ``pretrained.pt`` (training is not repeated; ``commit`` stays the
+    training commit and ``evaluated_commit`` records this one)."""
+    from .models import load_model
+    metrics_path = os.path.join(folder, "metrics.json")
+    if not os.path.exists(metrics_path):
+        raise ValueError(f"{folder!r} is not a complete run (no metrics.json) to re-score")
+    with open(metrics_path) as f:
+        result = json.load(f)
+    model = load_model(os.path.join(folder, "checkpoint.pt"))
+    result["metrics"] = _evaluate(model, model.config, eval_sequences, eval_seq_len)
+    pretrained = os.path.join(folder, "pretrained.pt")
+    if os.path.exists(pretrained):
+        before = load_model(pretrained)
+        result["before_learning"] = _evaluate(before, before.config, eval_sequences,
+                                              eval_seq_len)
+        write_json(os.path.join(folder, "before.json"),
+                   {"step": model.config.pretrain_steps, "metrics": result["before_learning"]})
+    result["eval"] = {"sequences": eval_sequences, "seq_len": eval_seq_len,
+                      "seed": default_seed(model.config)}
+    result["evaluated_commit"] = _commit()
+    write_json(metrics_path, result)
+    return result
+
+
 def _train_seconds(trainer: Trainer, start: float) -> float:
     """Training time of the whole run, summed from the log (resumes included)."""
     total, last = 0.0, 0.0
@@ -152,8 +179,10 @@ def _train_seconds(trainer: Trainer, start: float) -> float:
 def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[int]] = None,
                    variants: Optional[Sequence[str]] = None, overrides: Sequence[str] = (),
                    eval_sequences: int = 64, eval_seq_len: int = 11, progress: bool = False,
-                   log=print) -> List[Dict[str, Any]]:
-    """Every (variant, seed) run of ``experiment`` under ``out`` (see the module docstring)."""
+                   log=print, reevaluate: bool = False) -> List[Dict[str, Any]]:
+    """Every (variant, seed) run of ``experiment`` under ``out`` (see the module docstring);
+    with ``reevaluate`` the complete runs are re-scored (:func:`rescore`) and nothing is
+    trained."""
     seeds = list(experiment.seeds if seeds is None else seeds)
     variants = list(experiment.variants if variants is None else variants)
     # every config first: a bad key, value or variant fails before anything is written
@@ -163,12 +192,20 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
         for variant, seed, config in plan:
             folder = run_dir(out, experiment.name, variant, seed)
             label = f"{experiment.name}{'/' + variant if variant else ''} seed={seed}"
-            state = ("done" if os.path.exists(os.path.join(folder, "metrics.json")) else
-                     "resume" if os.path.exists(os.path.join(folder, "checkpoint.pt")) else
-                     "start")
-            log(f"[{time.strftime('%H:%M:%S')}] {label}: {state}")
-            result = run_one(config, folder, eval_sequences, eval_seq_len, progress,
-                             experiment.name, variant)
+            done = os.path.exists(os.path.join(folder, "metrics.json"))
+            if reevaluate:
+                if not done:
+                    log(f"[{time.strftime('%H:%M:%S')}] {label}: not complete, skipped")
+                    continue
+                _check_config(folder, config)
+                log(f"[{time.strftime('%H:%M:%S')}] {label}: re-scoring")
+                result = rescore(folder, eval_sequences, eval_seq_len)
+            else:
+                state = ("done" if done else "resume" if os.path.exists(
+                    os.path.join(folder, "checkpoint.pt")) else "start")
+                log(f"[{time.strftime('%H:%M:%S')}] {label}: {state}")
+                result = run_one(config, folder, eval_sequences, eval_seq_len, progress,
+                                 experiment.name, variant)
             m = result["metrics"]
             log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
                 f"{m.get('rule_module_accuracy')}, step error max "
@@ -194,6 +231,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-seq-len", type=int, default=11,
                    help="held-out sequence length (11 frames = 10 transition steps)")
     p.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="re-score the complete runs with the current evaluation (no training)")
     return p
 
 
@@ -243,7 +282,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         run_experiment(experiment, args.out, seeds, variants, args.overrides,
-                       args.eval_sequences, args.eval_seq_len, args.progress)
+                       args.eval_sequences, args.eval_seq_len, args.progress,
+                       reevaluate=args.reevaluate)
     except (RunDirBusy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

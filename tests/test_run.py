@@ -162,3 +162,19 @@ def test_a_second_sweep_into_the_same_folder_is_refused(tmp_path, capsys):
                     *EVAL]) == 2
     assert "in use by another process" in capsys.readouterr().err
     assert not os.path.exists(runner.run_dir(str(tmp_path), "random_walk", "", 0))
+
+
+def test_reevaluate_rescores_without_training(tmp_path):
+    args = ["random_walk", "--seeds", "0", "--out", str(tmp_path), "--set", *TINY, *EVAL]
+    assert run(args) == 0
+    folder = runner.run_dir(str(tmp_path), "random_walk", "", 0)
+    first = read(os.path.join(folder, "metrics.json"))
+    os.remove(os.path.join(folder, "before.json"))
+    ckpt = os.stat(os.path.join(folder, "checkpoint.pt")).st_mtime_ns
+    assert run([*args, "--reevaluate"]) == 0
+    again = read(os.path.join(folder, "metrics.json"))
+    assert os.stat(os.path.join(folder, "checkpoint.pt")).st_mtime_ns == ckpt   # not retrained
+    assert again["steps"] == first["steps"] and "evaluated_commit" in again
+    assert again["metrics"]["rule_module_accuracy"] == first["metrics"]["rule_module_accuracy"]
+    assert again["before_learning"] == first["before_learning"]       # from pretrained.pt
+    assert os.path.exists(os.path.join(folder, "before.json"))
