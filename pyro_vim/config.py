@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from . import registry
 from .nn.slot_attention import SLOT_INITS
@@ -43,6 +43,8 @@ class DataConfig:
     colors: Optional[List[List[float]]] = None
     min_moves: int = 1
     max_moves: int = 5
+    background: Optional[Union[str, List[float]]] = None   # None (black), RGB, or "texture"
+    texture_seed: int = 0
 
     def validate(self) -> "DataConfig":
         if self.name not in DATASETS:
@@ -63,12 +65,27 @@ class DataConfig:
                 raise ValueError("VIMConfig.data.colors must be None or a non-empty list of RGB "
                                  f"triples in [0, 1], got {self.colors!r}")
             self.colors = [[float(v) for v in c] for c in self.colors]
+        bg = self.background
+        if isinstance(bg, (list, tuple)):
+            if len(bg) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                       and 0 <= v <= 1 for v in bg):
+                raise ValueError("VIMConfig.data.background must be None, 'black', 'texture' or "
+                                 f"an RGB triple in [0, 1], got {bg!r}")
+            self.background = [float(v) for v in bg]
+        elif bg is not None and bg not in ("black", "texture"):
+            raise ValueError("VIMConfig.data.background must be None, 'black', 'texture' or an "
+                             f"RGB triple in [0, 1], got {bg!r}")
+        if isinstance(self.texture_seed, bool) or not isinstance(self.texture_seed, int) \
+                or self.texture_seed < 0:
+            raise ValueError(f"VIMConfig.data.texture_seed must be a non-negative int, got "
+                             f"{self.texture_seed!r}")
         return self
 
     def generator_kwargs(self, image_size: int) -> Dict[str, Any]:
         """Keyword arguments of the generator class named by ``name``."""
         kwargs: Dict[str, Any] = dict(num_objects=self.num_objects, image_size=image_size,
-                                      step=self.step)
+                                      step=self.step, background=self.background,
+                                      texture_seed=self.texture_seed)
         if self.name in ("random_walk", "compositional"):
             kwargs.update(radius=self.radius, colors=self.colors)
         if self.name == "compositional":

@@ -7,6 +7,7 @@ the field's type:
 * int / float: ``7``, ``1e-3``; bool: ``true``/``false`` (also ``yes``/``no``, ``1``/``0``);
 * str: as written; ``none``/``null`` for an optional field;
 * lists (``data.colors``): JSON (``[[1,0,0],[0,1,0]]``) or ``1,0,0;0,1,0`` (rows split by ``;``);
+  ``data.background`` takes a word (``texture``, ``black``) or an RGB list (``0.25,0.25,0.25``);
 * dicts (``extra``): JSON.
 
 An unknown key or a value of the wrong type raises ``ValueError`` naming the key (with the closest
@@ -55,10 +56,16 @@ def _type_of(key: str):
 
 def _convert(key: str, text: str, tp) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Union:                       # Optional[X]
+    if origin is typing.Union:                       # Optional[X], Optional[Union[str, X]]
         if text.strip().lower() in _NONE:
             return None
-        tp = next(a for a in args if a is not type(None))
+        options = [a for a in args if a is not type(None)]
+        if str in options and len(options) > 1:      # a word, or the other (list) type
+            stripped = text.strip()
+            if not (stripped[:1] in "[{" or any(ch.isdigit() for ch in stripped[:1])):
+                return text
+            options.remove(str)
+        tp = options[0]
         origin, args = typing.get_origin(tp), typing.get_args(tp)
 
     def bad(expected: str):

@@ -78,3 +78,14 @@ def test_parts_follow_the_config_names():
     # an instance of a registered class renames the config's part
     vim = VIM(tiny_config(), prior=UniformPrior())
     assert vim.config.prior == "uniform" and vim.custom_parts == {}
+
+
+def test_background_reaches_the_generator():
+    from pyro_vim.overrides import apply_overrides
+    c = apply_overrides(VIMConfig(), ["data.background=0.25,0.25,0.25"])
+    assert np.allclose(c.make_generator().background, 0.25)
+    texture = apply_overrides(VIMConfig(), ["data.background=texture", "data.texture_seed=4"])
+    gen = texture.make_generator()
+    assert gen.texture_seed == 4 and gen.background.std() > 0
+    with pytest.raises(ValueError, match="data.background"):
+        VIMConfig(data={"background": "plaid"})

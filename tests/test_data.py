@@ -442,3 +442,41 @@ def test_make_dataset():
         gen = make_dataset(name)
         assert gen.name == name and gen.config["name"] == name
         json.dumps(gen.config)
+
+
+@pytest.mark.parametrize("background", [(0.25, 0.25, 0.25), (0.0, 0.0, 0.3), "texture"])
+@pytest.mark.parametrize("make", [
+    lambda bg: RandomWalk(num_objects=3, background=bg),
+    lambda bg: CompositionalRandomWalk(num_objects=3, max_moves=3, background=bg),
+    lambda bg: OODRandomWalk(num_objects=3, background=bg),
+])
+def test_backgrounds_keep_the_ground_truth(make, background):
+    gen = make(background)
+    batch = gen.generate(6, 4, seed=3)
+    not_background = np.any(batch.frames != gen.background[None, None], axis=2)
+    assert np.array_equal(batch.masks.any(axis=2), not_background)      # masks = the objects
+    assert np.array_equal(batch.frames, make(background).generate(6, 4, seed=3).frames)
+    assert batch.config["background"] == (
+        background if isinstance(background, str) else list(background))
+    if background == "texture":                     # static: the same in every frame and video
+        bg = batch.frames[~batch.masks.any(axis=2)[:, :, None].repeat(3, 2)]
+        assert bg.min() >= 0 and bg.max() <= 0.25 and len(np.unique(bg)) > 10
+        other = make(background)
+        other_seed = type(gen)(**{**_kwargs(gen), "texture_seed": 1})
+        assert np.array_equal(other.background, gen.background)
+        assert not np.array_equal(other_seed.background, gen.background)
+
+
+def _kwargs(gen):
+    return {"num_objects": gen.num_objects, "background": "texture"}
+
+
+@pytest.mark.parametrize("background, match", [
+    ("plaid", "background must be"),
+    ((1.2, 0, 0), "background must be an RGB triple"),
+    ((0.5, 0.5), "background must be an RGB triple"),
+    ((1.0, 0.0, 0.0), "must differ from every background pixel"),    # red balls on red
+])
+def test_bad_backgrounds_are_named(background, match):
+    with pytest.raises(ValueError, match=match):
+        RandomWalk(background=background)

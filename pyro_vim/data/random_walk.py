@@ -118,6 +118,10 @@ OOD_SIZES: Tuple[int, ...] = (2, 4)
 
 #: A palette colour must have at least one channel >= this value (clearly non-black).
 _MIN_BRIGHTNESS = 0.2
+#: Every object colour differs from every background pixel by at least this (max-norm).
+_MIN_BACKGROUND_CONTRAST = 0.2
+#: The textured background's pixel values lie in [0, TEXTURE_MAX] (dark, so colours stand out).
+TEXTURE_MAX = 0.25
 #: Custom OOD colours must differ from every training colour by at least this (max-norm).
 _MIN_OOD_COLOR_DISTANCE = 0.25
 
@@ -143,6 +147,25 @@ def _check_seed(seed: Any) -> int:
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     return int(seed)
+
+
+def _check_background_spec(background: Any):
+    """None / "black" -> (0, 0, 0); "texture"; or an RGB triple in [0, 1]."""
+    if background is None or (isinstance(background, str) and background == "black"):
+        return (0.0, 0.0, 0.0)
+    if isinstance(background, str):
+        if background != "texture":
+            raise ValueError(f"background must be None, 'black', 'texture' or an RGB triple in "
+                             f"[0, 1], got {background!r}")
+        return "texture"
+    try:
+        arr = np.asarray(background, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"background must be an RGB triple in [0, 1], got {background!r}") \
+            from None
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1:
+        raise ValueError(f"background must be an RGB triple in [0, 1], got {background!r}")
+    return tuple(float(v) for v in arr)
 
 
 def _check_palette(name: str, colors: Any) -> np.ndarray:
@@ -387,10 +410,13 @@ class _Walk:
 
     name = ""
 
-    def __init__(self, num_objects: int, image_size: int, step: int) -> None:
+    def __init__(self, num_objects: int, image_size: int, step: int,
+                 background: Any = None, texture_seed: int = 0) -> None:
         self.num_objects = _check_int("num_objects", num_objects)
         self.image_size = _check_int("image_size", image_size)
         self.step = _check_int("step", step)
+        self.texture_seed = _check_seed(texture_seed)
+        self._background_spec = _check_background_spec(background)
         self._stencil_cache: Dict[Tuple[int, int], np.ndarray] = {}
 
     # -- subclasses ----------------------------------------------------------------------
@@ -420,8 +446,33 @@ class _Walk:
             self._stencil_cache[key] = object_stencil(SHAPES[key[0]], key[1])
         return self._stencil_cache[key]
 
+    def _make_background(self) -> np.ndarray:
+        """The (3, S, S) background image; objects' colours must stand out from it."""
+        spec, size = self._background_spec, self.image_size
+        if isinstance(spec, str):                  # "texture": static, seeded, dataset-wide
+            rng = np.random.default_rng(self.texture_seed)
+            cells = max(2, size // 4)
+            coarse = rng.uniform(0.0, TEXTURE_MAX, size=(3, cells, cells))
+            index = (np.arange(size) * cells) // size
+            image = coarse[:, index][:, :, index]
+            fine = rng.uniform(-0.03, 0.03, size=(3, size, size))
+            image = np.clip(image + fine, 0.0, TEXTURE_MAX)
+        else:
+            image = np.broadcast_to(np.asarray(spec, dtype=np.float64)[:, None, None],
+                                    (3, size, size))
+        pixels = image.reshape(3, -1).T
+        gap = np.abs(self.palette[:, None, :] - pixels[None]).max(-1).min()
+        if gap < _MIN_BACKGROUND_CONTRAST:
+            raise ValueError(
+                f"background: every object colour must differ from every background pixel by "
+                f"at least {_MIN_BACKGROUND_CONTRAST} in some channel (got {gap:.3f}); choose "
+                "another background or colors")
+        return np.ascontiguousarray(image, dtype=np.float32)
+
     def _check_fits(self) -> None:
-        """Ensure every admissible position has a legal move along each axis."""
+        """Ensure every admissible position has a legal move along each axis (and build the
+        background, which must contrast with the palette)."""
+        self.background = self._make_background()
         for shape_id, size in self._kinds():
             st = self._stencil(shape_id, size)
             extent = int(max(np.ptp(st[:, 0]), np.ptp(st[:, 1]))) + 1
@@ -447,12 +498,15 @@ class _Walk:
             )
 
     def _base_config(self) -> Dict[str, Any]:
+        spec = self._background_spec
         return {
             "name": self.name,
             "class": type(self).__name__,
             "num_objects": self.num_objects,
             "image_size": self.image_size,
             "step": self.step,
+            "background": spec if isinstance(spec, str) else [float(v) for v in spec],
+            "texture_seed": self.texture_seed,
         }
 
     # -- generation ----------------------------------------------------------------------
@@ -523,6 +577,8 @@ class _Walk:
             frames[:, :, ch] = np.take_along_axis(table[:, :, ch], lab, axis=1).reshape(
                 n, t_len, size, size
             )
+        if self.background.any():                 # background pixels (label 0) take its colour
+            frames = np.where((label == 0)[:, :, None], self.background, frames)
         masks = label[:, :, None] == np.arange(1, o + 1, dtype=ldtype)[:, None, None]
         return frames, masks
 
@@ -553,8 +609,10 @@ class RandomWalk(_Walk):
         radius: int = TRAIN_RADIUS,
         step: int = TRAIN_STEP,
         colors: Optional[Sequence[Sequence[float]]] = None,
+        background: Any = None,
+        texture_seed: int = 0,
     ) -> None:
-        super().__init__(num_objects, image_size, step)
+        super().__init__(num_objects, image_size, step, background, texture_seed)
         self.radius = _check_int("radius", radius)
         self._custom_colors = colors is not None
         self.palette = (
@@ -610,6 +668,8 @@ class CompositionalRandomWalk(RandomWalk):
         colors: Optional[Sequence[Sequence[float]]] = None,
         max_moves: int = 5,
         min_moves: int = 1,
+        background: Any = None,
+        texture_seed: int = 0,
     ) -> None:
         self.max_moves = _check_int("max_moves", max_moves)
         self.min_moves = _check_int("min_moves", min_moves)
@@ -617,7 +677,7 @@ class CompositionalRandomWalk(RandomWalk):
             raise ValueError(
                 f"min_moves={self.min_moves} must not exceed max_moves={self.max_moves}"
             )
-        super().__init__(num_objects, image_size, radius, step, colors)
+        super().__init__(num_objects, image_size, radius, step, colors, background, texture_seed)
 
     @property
     def max_slots(self) -> int:  # type: ignore[override]
@@ -675,8 +735,10 @@ class OODRandomWalk(_Walk):
         sizes: Sequence[int] = OOD_SIZES,
         colors: Optional[Sequence[Sequence[float]]] = None,
         train_radius: int = TRAIN_RADIUS,
+        background: Any = None,
+        texture_seed: int = 0,
     ) -> None:
-        super().__init__(num_objects, image_size, step)
+        super().__init__(num_objects, image_size, step, background, texture_seed)
         self.train_radius = _check_int("train_radius", train_radius)
         if isinstance(shapes, str) or len(shapes) == 0:
             raise ValueError(f"shapes must be a non-empty sequence of names, got {shapes!r}")
