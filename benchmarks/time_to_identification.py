@@ -5,7 +5,9 @@ minutes on held-out sequences (a seed never used in training), printing minutes 
     python benchmarks/time_to_identification.py --set pretrain_steps=600 data.step=4 num_slots=5
 
 Writes OUT/checkpoint.pt, OUT/log.jsonl and OUT/curve.json (minutes, step, accuracy, NMI,
-position error, module usage, each module's mean translation in pixels).  Evaluation time is
+position error, module usage, each module's mean translation in pixels, and what the modules do:
+module step error per rule, the 7-step rollout error, the prior's calibration of sampled moves;
+see pyro_vim.fidelity).  Evaluation time is
 excluded from the training clock.
 """
 import argparse
@@ -21,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
-from pyro_vim.evaluate import identification  # noqa: E402
+from pyro_vim.evaluate import fidelity_metrics, identification  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.train import Trainer, eval_seed  # noqa: E402
 
@@ -71,7 +73,8 @@ def main(args):
     trainer.config.eval_every = 0  # evaluation is done here, off the training clock
     curve, train_time, next_eval = [], 0.0, args.eval_every_minutes * 60
     budget = args.minutes * 60
-    print(f"{'minutes':>8} {'step':>6} {'phase':>9} {'accuracy':>9} {'nmi':>6} {'pos_err':>8}")
+    print(f"{'minutes':>8} {'step':>6} {'phase':>9} {'accuracy':>9} {'nmi':>6} {'pos_err':>8} "
+          f"{'step_err':>8} {'rollout':>8} {'prior_dev':>9}")
     while train_time < budget:
         start = time.time()
         while time.time() - start < min(next_eval, budget) - train_time:
@@ -80,15 +83,23 @@ def main(args):
         phase = "pretrain" if trainer.step <= config.pretrain_steps else "dynamics"
         trainer.vim.eval()
         report = identification(trainer.vim, held_out)
+        fidelity = fidelity_metrics(trainer.vim, held_out, report)
         trainer.vim.train()
         point = {"minutes": round(train_time / 60, 2), "step": trainer.step, "phase": phase,
                  "accuracy": report["rule_module_accuracy"], "nmi": report["nmi"],
                  "position_error": report["mean_position_error"],
                  "module_usage": report["module_usage"],
-                 "module_translation_px": report["module_translation_px"]}
+                 "module_translation_px": report["module_translation_px"],
+                 "module_step_error": fidelity["module_step_error"],
+                 "module_step_error_max": fidelity["module_step_error_max"],
+                 "rollout_error": fidelity["rollout_error"]["per_step"],
+                 "rollout_error_mean": fidelity["rollout_error_mean"],
+                 "prior_calibration": fidelity["prior_calibration"]}
         curve.append(point)
         print(f"{point['minutes']:8.2f} {point['step']:6d} {phase:>9} {point['accuracy']:9.3f} "
-              f"{point['nmi']:6.3f} {point['position_error']:8.2f}", flush=True)
+              f"{point['nmi']:6.3f} {point['position_error']:8.2f} "
+              f"{point['module_step_error_max']:8.2f} {point['rollout_error_mean']:8.2f} "
+              f"{point['prior_calibration']['max_deviation'] or float('nan'):9.3f}", flush=True)
         next_eval += args.eval_every_minutes * 60
     trainer.save()
     result = {"curve": curve, "preset": args.preset, "seed": args.seed, "commit": commit(),

@@ -38,7 +38,7 @@ from . import metrics
 from .data import MOVE_VECTORS, MOVES, VideoBatch
 
 __all__ = ["identification", "evaluate_batch", "evaluate_predictions", "summary_metrics",
-           "module_step_errors", "main", "DEFAULT_SEED_OFFSET", "default_seed"]
+           "module_step_errors", "fidelity_metrics", "main", "DEFAULT_SEED_OFFSET", "default_seed"]
 
 #: Default data seed = DEFAULT_SEED_OFFSET + config.seed (disjoint from the trainer's seeds).
 DEFAULT_SEED_OFFSET = 3_000_000_000
@@ -93,6 +93,40 @@ def module_step_errors(confusion, assignment, translations, step: float) -> Dict
     return out
 
 
+def fidelity_metrics(vim, batch: VideoBatch, report: Dict[str, Any], rollout: bool = True,
+                     calibration: bool = True, calibration_sequences: int = 32,
+                     horizon: int = 7) -> Dict[str, Any]:
+    """What the modules do, given an identification ``report`` on atomic data (its
+    ``confusion``, ``assignment`` and ``module_translation_px``): ``module_step_error`` (rule ->
+    px) and ``module_step_error_max``; with ``rollout``, ``rollout_error`` (a rule without a
+    module of its own uses the module it chose most)
+    (:func:`pyro_vim.fidelity.rollout_errors`, ``horizon`` steps) and ``rollout_error_mean``; with
+    ``calibration``, ``prior_calibration`` (:func:`pyro_vim.fidelity.prior_calibration` on the
+    first ``calibration_sequences`` videos) and its ``prior_max_deviation`` and
+    ``prior_impossible_at_walls``.  Rollouts and calibration need a VIM."""
+    assignment = report["assignment"]
+    assignment = {(MOVES.index(r) if isinstance(r, str) else int(r)): int(m)
+                  for r, m in assignment.items()}
+    errors = module_step_errors(report["confusion"], assignment, report["module_translation_px"],
+                                float(batch.config.get("step", 1)))
+    out: Dict[str, Any] = {"module_step_error": errors,
+                           "module_step_error_max": max(errors.values()) if errors else None}
+    if not hasattr(vim, "transition") or batch.moves.shape[-1] != 1:
+        return out
+    from .fidelity import prior_calibration, rollout_errors
+    if rollout and batch.seq_len > 1:
+        # rules without a module of their own (M < 4) roll out with the module they chose most
+        conf = np.asarray(report["confusion"])
+        full = {r: assignment.get(r, int(conf[r].argmax())) for r in range(len(MOVES))}
+        result = rollout_errors(vim, batch, full, horizon=min(horizon, batch.seq_len - 1))
+        out.update(rollout_error=result, rollout_error_mean=result["mean"])
+    if calibration:
+        calib = prior_calibration(vim, batch[:calibration_sequences])
+        out.update(prior_calibration=calib, prior_max_deviation=calib["max_deviation"],
+                   prior_impossible_at_walls=calib["impossible_at_walls"])
+    return out
+
+
 @torch.no_grad()
 def _elbo_terms(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str, float]:
     """Held-out ELBO terms per video (one posterior sample, Gaussian KL unscaled)."""
@@ -139,22 +173,11 @@ def summary_metrics(vim, batch: VideoBatch, fidelity: bool = True,
         "module_translation_px": report["module_translation_px"],
     }
     if report.get("confusion") is not None:
-        assignment = {MOVES.index(r): m for r, m in report["assignment"].items()}
-        errors = module_step_errors(report["confusion"], assignment,
-                                    report["module_translation_px"],
-                                    float(batch.config.get("step", 1)))
         out.update(rule_module_accuracy=report["rule_module_accuracy"], nmi=report["nmi"],
-                   confusion=report["confusion"], module_usage=report["module_usage"],
-                   module_step_error=errors,
-                   module_step_error_max=max(errors.values()) if errors else None)
-        if fidelity and hasattr(vim, "transition"):
-            from .fidelity import prior_calibration, rollout_errors
-            rollout = rollout_errors(vim, batch, assignment, horizon=min(7, steps))
-            calib = prior_calibration(vim, batch[:calibration_sequences])
-            out.update(rollout_error=rollout, rollout_error_mean=rollout["mean"],
-                       prior_calibration=calib,
-                       prior_max_deviation=calib["max_deviation"],
-                       prior_impossible_at_walls=calib["impossible_at_walls"])
+                   confusion=report["confusion"], module_usage=report["module_usage"])
+        out.update(fidelity_metrics(vim, batch, report, rollout=fidelity,
+                                    calibration=fidelity,
+                                    calibration_sequences=calibration_sequences))
     return _json_ready(out)
 
 
@@ -508,7 +531,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sequences), ``mean``, ``std_over_sequences``, ``per_pixel``, ``per_pixel_per_frame``};
     ``position_error`` {``per_frame`` (T, pixels), ``mean``}; ``ari``, ``fg_ari``;
     ``module_translation_px`` (M x 2, each module's mean (x, y) translation of the matched
-    slots, in pixels); with
+    slots, in pixels); on atomic data the fidelity metrics of :func:`fidelity_metrics`
+    (``module_step_error``, ``rollout_error``, ``prior_calibration`` and their headlines); with
     ``--predict`` ``prediction`` (see :func:`evaluate_predictions`).
     """
     parser = _parser()
@@ -521,6 +545,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed = default_seed(c) if args.seed is None else args.seed
         pyro.set_rng_seed(seed % 2 ** 32)
         report, inferred = evaluate_batch(vim, batch)
+        if report.get("confusion") is not None:
+            report.update(_json_ready(fidelity_metrics(vim, batch, report)))
         predictions = None
         if args.predict:
             report["prediction"], predictions = evaluate_predictions(

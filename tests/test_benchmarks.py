@@ -19,6 +19,9 @@ def test_time_to_identification_smoke(tmp_path):
     assert result["num_modules"] == 5
     assert result["config"]["pretrain_steps"] == 7 and result["config"]["data"]["step"] == 2
     assert len(result["curve"][-1]["module_translation_px"]) == 5
+    point = result["curve"][-1]
+    assert point["module_step_error_max"] >= 0 and len(point["rollout_error"]) == 2
+    assert "max_deviation" in point["prior_calibration"]
     saved = json.loads((out / "curve.json").read_text())
     assert saved["curve"] == result["curve"]
     assert (out / "checkpoint.pt").exists()

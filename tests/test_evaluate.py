@@ -111,6 +111,13 @@ def test_cli_without_predictions(checkpoint, tmp_path, capsys):
     out2 = tmp_path / "again"
     assert run(checkpoint, out2, "--seed", "123") == 0
     assert read_metrics(out2)["recon_mse"] == m["recon_mse"]
+    # fidelity: what the modules do
+    assert set(m["module_step_error"]) <= {"up", "down", "left", "right"}
+    assert m["module_step_error_max"] == max(m["module_step_error"].values())
+    assert len(m["rollout_error"]["per_step"]) == 4 and is_number(m["rollout_error_mean"])
+    calib = m["prior_calibration"]
+    assert calib["away_count"] + calib["at_walls_count"] == 3 * 3 * 32     # N x O x samples
+    assert m["prior_max_deviation"] == calib["max_deviation"]
 
 
 def test_cli_compositional(checkpoint, tmp_path):
@@ -121,6 +128,7 @@ def test_cli_compositional(checkpoint, tmp_path):
     assert m["dataset"] == "compositional"
     for key in ("rule_module_accuracy", "confusion", "nmi", "assignment"):
         assert m[key] is None
+    assert "rollout_error" not in m and "module_step_error" not in m
     assert "note" in m and "moves" in m["note"]
     assert (out / "confusion.png").stat().st_size > 0
 
