@@ -120,6 +120,7 @@ class VIMConfig:
     colour_sigma: float = 0.15  # initial colour bandwidth of the slot-attention k-means term
     slot_init: str = "seeded"   # discovery start: "seeded" on the frame or "learned" per slot
     track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
+    iterations: int = 1         # k of VIM-k: module selections/updates between two frames
     module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
     # -- probabilistic model -----------------------------------------------------------------
     temperature: float = 1.0    # relaxed one-hot temperature (A.1: fixed at 1)
@@ -169,7 +170,7 @@ class VIMConfig:
         positive = ("image_size", "num_slots", "num_modules", "slot_dim",
                     "encoder_channels", "encoder_kernel", "encoder_layers", "decoder_channels",
                     "decoder_kernel", "decoder_layers", "module_hidden", "update_hidden",
-                    "keyquery_dim", "discovery_iters", "track_iters", "batch_size",
+                    "keyquery_dim", "discovery_iters", "track_iters", "iterations", "batch_size",
                     "seq_len_start", "seq_len_max", "seq_len_every", "eval_sequences")
         for name in positive:
             value = getattr(self, name)

@@ -5,7 +5,8 @@ seed): the preset, the experiment's settings, the variant's, then the user's ``k
 overrides (:mod:`pyro_vim.overrides`) and the seed.  :mod:`pyro_vim.run` trains and evaluates
 them; :mod:`pyro_vim.report` aggregates them.
 
-* ``random_walk`` (Fig. 2): rule identification on Random Walk, cpu preset, 5 seeds.
+* ``random_walk`` (Figs. 2 and 5): rule identification on Random Walk, cpu preset, 5 seeds; the
+  trained models are also tested with 8 iterations (VIM-8) on compositions of 1-5 moves.
 * ``module_count`` (Fig. 3): M in {1, 2, 3, 4, 5, 8}, with module widths chosen so that every M
   has the same transition-parameter count as the cpu preset's M = 4 (within 5%).
 * ``ablations``: the key-query module-selection prior vs a uniform prior, and the slot-attention
@@ -65,6 +66,9 @@ class Experiment:
     variants: Dict[str, Dict[str, Any]] = field(default_factory=lambda: {"": {}})
     seeds: Tuple[int, ...] = (0, 1, 2)
     preset: str = "cpu"
+    #: extra held-out evaluations of the trained model (see pyro_vim.run): "composition" =
+    #: VIM-8 on Compositional Random Walk (Fig. 5)
+    evaluations: Tuple[str, ...] = ()
 
     def config(self, variant: str, seed: int, overrides: Sequence[str] = ()) -> VIMConfig:
         """The config of one run: preset, experiment settings, variant, user overrides, seed.
@@ -95,9 +99,10 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "random_walk", "Fig. 2",
         "Random Walk: the M=4 modules identify the four move rules (rule-module accuracy, "
-        "NMI, module step error), with the before-learning baseline (trained perception, "
-        "untrained modules).",
-        seeds=(0, 1, 2, 3, 4)),
+        "NMI, module step error, rollouts, prior calibration), with the before-learning "
+        "baseline (trained perception, untrained modules); the same models tested on "
+        "Compositional Random Walk (1-5 moves per frame) with 8 iterations (Fig. 5).",
+        seeds=(0, 1, 2, 3, 4), evaluations=("composition",)),
     Experiment(
         "module_count", "Fig. 3",
         "Number of modules M in {1, 2, 3, 4, 5, 8} at an equal transition-parameter count: "

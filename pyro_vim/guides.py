@@ -60,8 +60,10 @@ class SlotAttentionGuide(PyroModule):
             logits = logits - 0.5 * dist2 / self.tau.pow(2)
         return logits
 
-    def update_posterior(self, h, mix_pos, mix_feat, obs):
-        """loc, scale of q(z_t | r_t, h_{t-1}, x_t) over the state (pos, feat)."""
+    def update_posterior(self, h, mix_pos, mix_feat, obs, final: bool = True):
+        """loc, scale of q(z_t | r_t, h_{t-1}, x_t) over the state (pos, feat).  ``final=False``
+        (an intermediate iteration of a VIM-k transition): the position mean is 0, the slot stays
+        where the module put it and the next iteration's selection continues from there."""
         residual = obs.pos - mix_pos
         x = torch.cat([mix_pos, mix_feat, obs.pos, obs.feat, obs.update, residual], -1)
         out = self.post(x)
@@ -71,7 +73,8 @@ class SlotAttentionGuide(PyroModule):
             # the position's posterior mean is the observed position: a learned correction here
             # drifted towards the modules' prediction (it lowers the Gaussian KL) and the slots
             # stopped tracking (measured: tracking error 1.2 -> 2.0 px over 300 steps)
-            loc = torch.cat([residual, loc[..., 2:]], -1)
+            loc = torch.cat([residual if final else torch.zeros_like(residual), loc[..., 2:]],
+                            -1)
         scale = F.softplus(out[..., state:]) + 1e-4
         return loc, scale
 

@@ -54,13 +54,15 @@ class Step(NamedTuple):
     h: SlotState
     logits: torch.Tensor             # (N, K, M)
     r: torch.Tensor                  # (N, K, M) relaxed (or, under UseMeans, hard) one-hot
+    mix_pos: torch.Tensor            # (N, K, 2) where the chosen modules put the slot (before z)
 
 
 class StepRecord(NamedTuple):
-    """What one transition step of the guide computed (used by ``infer``)."""
+    """What one transition step (one iteration of it) of the guide computed (for ``infer``)."""
     selection_logits: torch.Tensor   # (N, K, M)
     selection: torch.Tensor          # (N, K, M) the sampled / hard one-hot r_t
     observed_pos: torch.Tensor       # (N, K, 2) slot-attention position on frame t
+    module_pos: torch.Tensor         # (N, K, 2) position after the chosen module, before z
 
 
 def _inverse_softplus(y: float) -> float:
@@ -179,10 +181,15 @@ class VIM(PyroModule):
         loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
         return loc, self.z0_scale.expand(loc.shape), sa.colour
 
-    def candidates(self, h: SlotState):
-        """s^k_t = {f_m(h^k_{t-1})}: (N, K, M, 2) positions and (N, K, M, D) features."""
+    def candidates(self, h: SlotState, stay: bool = False):
+        """s^k_t = {f_m(h^k_{t-1})}: (N, K, M, 2) positions and (N, K, M, D) features; with
+        ``stay`` the unchanged state is appended as candidate M."""
         dpos, dfeat = self.transition(h.pos, h.feat)
-        return h.pos.unsqueeze(-2) + dpos, h.feat.unsqueeze(-2) + dfeat
+        pos, feat = h.pos.unsqueeze(-2) + dpos, h.feat.unsqueeze(-2) + dfeat
+        if stay:
+            pos = torch.cat([pos, h.pos.unsqueeze(-2)], -2)
+            feat = torch.cat([feat, h.feat.unsqueeze(-2)], -2)
+        return pos, feat
 
     @staticmethod
     def mix(r: torch.Tensor, cand_pos: torch.Tensor, cand_feat: torch.Tensor):
@@ -233,7 +240,8 @@ class VIM(PyroModule):
         """The ``videos`` (dim -2) and ``slots`` (dim -1) plates of ``n`` videos."""
         return (pyro.plate("videos", n, dim=-2), pyro.plate("slots", self.config.num_slots, dim=-1))
 
-    def transition_step(self, t: int, h: SlotState, select, update_dist) -> Step:
+    def transition_step(self, t: int, h: SlotState, select, update_dist,
+                        i: Optional[int] = None, stay: bool = False) -> Step:
         """One transition h_{t-1} -> h_t, the recurrence of both programs (Eqs. 2 and 3).
 
         Builds the candidates s_m = f_m(h_{t-1}), samples the module choice ``r_{t}`` from the
@@ -242,31 +250,49 @@ class VIM(PyroModule):
         scale) under ``poutine.scale(z_kl_weight)``, and applies g.  The model passes the prior's
         pieces (:meth:`prior_step`), the guide the posterior's (:meth:`guide_step`).  Called
         inside the ``videos`` x ``slots`` plates (:meth:`plates`).
+
+        ``i``: the iteration of a VIM-k transition (sites ``r_{t}_{i}``, ``z_{t}_{i}``);
+        ``stay``: add the unchanged state as an extra candidate M (inference only: a VIM-k
+        planner may then stop once no module brings the slot closer to the observation).
         """
-        cand_pos, cand_feat = self.candidates(h)
+        cand_pos, cand_feat = self.candidates(h, stay=stay)
         logits = select(cand_pos, cand_feat)
-        r = pyro.sample(sites.r_site(t),
+        r = pyro.sample(sites.r_site(t, i),
                         SafeRelaxedOneHotCategorical(self.temperature, logits=logits))
         mix_pos, mix_feat = self.mix(r, cand_pos, cand_feat)
         z_loc, z_scale = update_dist(mix_pos, mix_feat)
         with poutine.scale(scale=self.z_kl_weight):
-            z = pyro.sample(sites.z_site(t), dist.Normal(z_loc, z_scale).to_event(1))
-        return Step(self.update(mix_pos, mix_feat, z), logits, r)
+            z = pyro.sample(sites.z_site(t, i), dist.Normal(z_loc, z_scale).to_event(1))
+        return Step(self.update(mix_pos, mix_feat, z), logits, r, mix_pos)
 
-    def prior_step(self, t: int, h: SlotState) -> Step:
+    def prior_step(self, t: int, h: SlotState, i: Optional[int] = None) -> Step:
         """p(r_t | h_{t-1}) by the selection prior, p(z_t | h_{t-1}, r_t) = N(MLP(f(h, r)))."""
         return self.transition_step(
             t, h, lambda cand_pos, cand_feat: self.prior.logits(h.pos, h.feat, cand_pos,
                                                                 cand_feat),
-            self.latent_update_prior)
+            self.latent_update_prior, i)
 
-    def guide_step(self, t: int, h: SlotState, obs) -> Step:
+    def guide_step(self, t: int, h: SlotState, obs, i: Optional[int] = None,
+                   final: bool = True, stay: bool = False) -> Step:
         """q(r_t | h_{t-1}, x_t) and q(z_t | h_{t-1}, r_t, x_t) from the slots' observation
-        ``obs`` of frame t (one slot-attention step from h_{t-1}, :meth:`observe`)."""
+        ``obs`` of frame t (one slot-attention step from h_{t-1}, :meth:`observe`).
+
+        In a VIM-k transition every iteration compares its candidates with the same observed
+        state (a planner in module space); only the ``final`` iteration's update moves the slot
+        onto the observation, earlier ones leave the position where the modules put it."""
+        def update(mix_pos, mix_feat):
+            if final:
+                return self.posterior.update_posterior(h, mix_pos, mix_feat, obs)
+            return self.posterior.update_posterior(h, mix_pos, mix_feat, obs, final=False)
+
         return self.transition_step(
             t, h, lambda cand_pos, cand_feat: self.posterior.selection_logits(h, cand_pos,
                                                                               cand_feat, obs),
-            lambda mix_pos, mix_feat: self.posterior.update_posterior(h, mix_pos, mix_feat, obs))
+            update, i, stay)
+
+    def iterate(self, k: int):
+        """The iterations of a transition: ``[None]`` for k = 1 (sites ``r_{t}``), else 1..k."""
+        return [None] if k == 1 else list(range(1, k + 1))
 
     def discovery(self, frames: torch.Tensor, features: Optional[torch.Tensor] = None):
         """Sample ``z_0`` from p(z_0 | c), c = frames[:, 0] (the same distribution in the model
@@ -313,8 +339,10 @@ class VIM(PyroModule):
             h, _ = self.discovery(frames)
             states = [h]
             for t in pyro.markov(range(1, t_len + horizon)):
-                h = self.prior_step(t, h).h
-                states.append(h)
+                for i in self.iterate(self.config.iterations):
+                    h = self.prior_step(t, h, i).h
+                states.append(h)              # only the state after the last iteration
+
         likelihood = self.likelihood(states)
         observed = SpatialGaussianMixture(likelihood.means[:, :t_len],
                                           likelihood.mask_logits[:, :t_len], likelihood.scale)
@@ -333,10 +361,12 @@ class VIM(PyroModule):
         """Normalised (x, y) -> pixels (x = column, y = row)."""
         return coords_to_pixels(pos, self.config.image_size)
 
-    def _guide(self, frames: torch.Tensor):
-        """The guide's recurrence; returns the states h_0..h_{T-1} and, per transition, a
-        :class:`StepRecord` (selection logits, choice, observed position)."""
+    def _guide(self, frames: torch.Tensor, iterations: Optional[int] = None, stay: bool = False):
+        """The guide's recurrence; returns the states h_0..h_{T-1} and, per transition, a list
+        of :class:`StepRecord` (one per iteration: selection logits, choice, observed position,
+        position after the module)."""
         self._register()
+        k = self.config.iterations if iterations is None else iterations
         n, t_len = frames.shape[:2]
         features = self.encode(frames)                    # every frame in one call
         videos, slots = self.plates(n)
@@ -346,10 +376,13 @@ class VIM(PyroModule):
             for t in pyro.markov(range(1, t_len)):
                 obs = self.observe(features[:, t], frames[:, t], h, colour)
                 colour = obs.colour
-                step = self.guide_step(t, h, obs)
-                h = step.h
+                per_iteration = []
+                for i in self.iterate(k):
+                    step = self.guide_step(t, h, obs, i, final=i is None or i == k, stay=stay)
+                    h = step.h
+                    per_iteration.append(StepRecord(step.logits, step.r, obs.pos, step.mix_pos))
                 states.append(h)
-                records.append(StepRecord(step.logits, step.r, obs.pos))
+                records.append(per_iteration)
         return states, records
 
     # ------------------------------------------------------------------ training protocol
@@ -370,26 +403,46 @@ class VIM(PyroModule):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def infer(self, frames: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def infer(self, frames: torch.Tensor, iterations: Optional[int] = None,
+              stay: Optional[bool] = None) -> Dict[str, torch.Tensor]:
         """Posterior summary with hard (argmax) module choices and mean updates: the guide run
         under :class:`~pyro_vim.handlers.UseMeans`.
 
+        ``iterations`` k (default ``config.iterations``): module selections per transition
+        (VIM-k); ``stay`` (default: k > 1) lets an iteration keep the slot where it is when no
+        module brings it closer to the observation (choice index M).
+
         Returns ``slots`` (N, T, K, 2 + D) = (pos, feat), ``positions`` (N, T, K, 2) in pixels
-        (x = column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K),
-        ``masks`` (N, T, K, H, W) and ``recon`` (N, T, 3, H, W).
+        (x = column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K)
+        (of the first iteration), ``masks`` (N, T, K, H, W), ``recon`` (N, T, 3, H, W) and, per
+        iteration, ``iteration_selections`` (N, T-1, k, K) and ``iteration_positions``
+        (N, T-1, k, K, 2) in pixels: each slot's position after each iteration's module,
+        before the update z (what the chosen modules compose, not what the observation
+        corrects).
         """
         frames = self.check_frames(frames)
+        k = self.config.iterations if iterations is None else iterations
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"iterations must be a positive int, got {k!r}")
+        stay = k > 1 if stay is None else bool(stay)
         with UseMeans():
-            states, records = self._guide(frames)
+            states, records = self._guide(frames, iterations=k, stay=stay)
         likelihood = self.likelihood(states)
         pos = torch.stack([h.pos for h in states], 1)
         feat = torch.stack([h.feat for h in states], 1)
-        probs = torch.stack([r.selection_logits.softmax(-1) for r in records], 1)
+        m = self.config.num_modules
+        probs = torch.stack([its[0].selection_logits[..., :m].softmax(-1) for its in records], 1)
+        choices = torch.stack([torch.stack([r.selection.argmax(-1) for r in its], 1)
+                               for its in records], 1)                     # (N, T-1, k, K)
+        module_pos = torch.stack([torch.stack([r.module_pos for r in its], 1)
+                                  for its in records], 1)                  # (N, T-1, k, K, 2)
         return {
             "slots": torch.cat([pos, feat], -1),
             "positions": self.to_pixels(pos),
             "selection_probs": probs,
-            "selections": probs.argmax(-1),
+            "selections": choices[:, :, 0],
+            "iteration_selections": choices,
+            "iteration_positions": self.to_pixels(module_pos),
             "masks": likelihood.masks,
             "recon": likelihood.mean,
         }

@@ -67,14 +67,27 @@ def _held_out(config: VIMConfig, sequences: int, seq_len: int):
     return config.make_generator().generate(sequences, seq_len, default_seed(config))
 
 
-def _evaluate(model, config, sequences, seq_len) -> Dict[str, Any]:
-    """Held-out metrics; the RNGs are restored, so evaluating never changes what training draws
-    (a resumed run equals an uninterrupted one)."""
+#: Compositional test data of the "composition" evaluation (Fig. 5): sequences, frames, k.
+COMPOSITION_TEST = {"sequences": 32, "seq_len": 6, "iterations": 8}
+
+
+def _evaluate(model, config, sequences, seq_len, evaluations=()) -> Dict[str, Any]:
+    """Held-out metrics (and the experiment's extra ``evaluations``); the RNGs are restored, so
+    evaluating never changes what training draws (a resumed run equals an uninterrupted one)."""
     was_training, rng = model.training, rng_state()
     model.eval()
     try:
         pyro.set_rng_seed(default_seed(config) % 2 ** 32)
-        return summary_metrics(model, _held_out(config, sequences, seq_len))
+        out = summary_metrics(model, _held_out(config, sequences, seq_len))
+        if "composition" in evaluations:
+            from .fidelity import composition_errors
+            test = config.replace(data={"name": "compositional", "min_moves": 1,
+                                        "max_moves": 5})
+            batch = _held_out(test, COMPOSITION_TEST["sequences"], COMPOSITION_TEST["seq_len"])
+            out["composition"] = composition_errors(model, batch,
+                                                    COMPOSITION_TEST["iterations"])
+            out["composition_final_error"] = out["composition"]["final"]
+        return out
     finally:
         model.train(was_training)
         set_rng_state(rng)
@@ -95,7 +108,7 @@ def _check_config(folder: str, config: VIMConfig) -> None:
 
 def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
             progress: bool = False, experiment: str = "", variant: str = "",
-            checkpoint_every: int = 100, device=None) -> Dict[str, Any]:
+            checkpoint_every: int = 100, device=None, evaluations=()) -> Dict[str, Any]:
     """Train (or resume, or skip when complete) one run in ``folder`` and return its
     ``metrics.json`` content."""
     metrics_path = os.path.join(folder, "metrics.json")
@@ -116,10 +129,10 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
         before = None
         if trainer.step == pre:              # keep the pre-trained model: it can be re-scored
             trainer.model.save(os.path.join(folder, "pretrained.pt"), step=pre)
-            before = _evaluate(trainer.model, config, eval_sequences, eval_seq_len)
+            before = _evaluate(trainer.model, config, eval_sequences, eval_seq_len, evaluations)
         write_json(before_path, {"step": pre, "metrics": before})
     trainer.run(config.pretrain_steps + config.steps)
-    trained = _evaluate(trainer.model, config, eval_sequences, eval_seq_len)
+    trained = _evaluate(trainer.model, config, eval_sequences, eval_seq_len, evaluations)
     before = None
     if os.path.exists(before_path):
         with open(before_path) as f:
@@ -134,7 +147,8 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
     return result
 
 
-def rescore(folder: str, eval_sequences: int = 64, eval_seq_len: int = 11) -> Dict[str, Any]:
+def rescore(folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
+            evaluations=()) -> Dict[str, Any]:
     """Recompute a complete run's metrics with the current evaluation code, from its
     ``checkpoint.pt`` and ``pretrained.pt`` (training is not repeated; ``commit`` stays the
     training commit and ``evaluated_commit`` records this one)."""
@@ -145,12 +159,12 @@ def rescore(folder: str, eval_sequences: int = 64, eval_seq_len: int = 11) -> Di
     with open(metrics_path) as f:
         result = json.load(f)
     model = load_model(os.path.join(folder, "checkpoint.pt"))
-    result["metrics"] = _evaluate(model, model.config, eval_sequences, eval_seq_len)
+    result["metrics"] = _evaluate(model, model.config, eval_sequences, eval_seq_len, evaluations)
     pretrained = os.path.join(folder, "pretrained.pt")
     if os.path.exists(pretrained):
         before = load_model(pretrained)
         result["before_learning"] = _evaluate(before, before.config, eval_sequences,
-                                              eval_seq_len)
+                                              eval_seq_len, evaluations)
         write_json(os.path.join(folder, "before.json"),
                    {"step": model.config.pretrain_steps, "metrics": result["before_learning"]})
     result["eval"] = {"sequences": eval_sequences, "seq_len": eval_seq_len,
@@ -199,13 +213,13 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                     continue
                 _check_config(folder, config)
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: re-scoring")
-                result = rescore(folder, eval_sequences, eval_seq_len)
+                result = rescore(folder, eval_sequences, eval_seq_len, experiment.evaluations)
             else:
                 state = ("done" if done else "resume" if os.path.exists(
                     os.path.join(folder, "checkpoint.pt")) else "start")
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: {state}")
                 result = run_one(config, folder, eval_sequences, eval_seq_len, progress,
-                                 experiment.name, variant)
+                                 experiment.name, variant, evaluations=experiment.evaluations)
             m = result["metrics"]
             log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
                 f"{m.get('rule_module_accuracy')}, step error max "

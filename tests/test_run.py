@@ -48,6 +48,10 @@ def test_every_experiment_smoke_runs(tmp_path, name, capsys):
         assert set(m["module_step_error"]) <= {"up", "down", "left", "right"}
         assert result["before_learning"]["rule_module_accuracy"] is not None
         assert result["steps"] == 5
+        if "composition" in exp.evaluations:             # Fig. 5: VIM-8 on compositions
+            comp = m["composition"]
+            assert len(comp["per_iteration"]) == 8 and comp["final"] == comp["per_iteration"][-1]
+            assert set(comp["by_moves"]) <= {"1", "2", "3", "4", "5"}
         model = load_model(os.path.join(folder, "checkpoint.pt"))
         assert model.config.to_dict() == read(os.path.join(folder, "config.json"))
     assert "python -m pyro_vim.report" in capsys.readouterr().out

@@ -33,9 +33,9 @@ def test_model_and_guide_go_through_one_transition_step(monkeypatch):
     calls = []
     real = VIM.transition_step
 
-    def spy(self, t, h, select, update_dist):
+    def spy(self, t, h, select, update_dist, i=None, stay=False):
         calls.append(t)
-        return real(self, t, h, select, update_dist)
+        return real(self, t, h, select, update_dist, i, stay)
 
     monkeypatch.setattr(VIM, "transition_step", spy)
     frames = frames_of(t=4)
