@@ -5,8 +5,9 @@ seed): the preset, the experiment's settings, the variant's, then the user's ``k
 overrides (:mod:`pyro_vim.overrides`) and the seed.  :mod:`pyro_vim.run` trains and evaluates
 them; :mod:`pyro_vim.report` aggregates them.
 
-* ``random_walk`` (Figs. 2 and 5): rule identification on Random Walk, cpu preset, 5 seeds; the
-  trained models are also tested with 8 iterations (VIM-8) on compositions of 1-5 moves.
+* ``random_walk`` (Figs. 2, 5 and 7): rule identification on Random Walk, cpu preset, 5 seeds;
+  the trained models are also tested with 8 iterations (VIM-8) on compositions of 1-5 moves and
+  on transferring the dynamics of unseen objects (OOD shapes, colours, sizes) to known ones.
 * ``module_count`` (Fig. 3): M in {1, 2, 3, 4, 5, 8}, with module widths chosen so that every M
   has the same transition-parameter count as the cpu preset's M = 4 (within 5%).
 * ``ablations``: the key-query module-selection prior vs a uniform prior, and the slot-attention
@@ -67,7 +68,8 @@ class Experiment:
     seeds: Tuple[int, ...] = (0, 1, 2)
     preset: str = "cpu"
     #: extra held-out evaluations of the trained model (see pyro_vim.run): "composition" =
-    #: VIM-8 on Compositional Random Walk (Fig. 5)
+    #: VIM-8 on Compositional Random Walk (Fig. 5); "transfer" = rules recognised on unseen
+    #: objects replayed on known ones (Fig. 7)
     evaluations: Tuple[str, ...] = ()
 
     def config(self, variant: str, seed: int, overrides: Sequence[str] = ()) -> VIMConfig:
@@ -101,8 +103,9 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
         "Random Walk: the M=4 modules identify the four move rules (rule-module accuracy, "
         "NMI, module step error, rollouts, prior calibration), with the before-learning "
         "baseline (trained perception, untrained modules); the same models tested on "
-        "Compositional Random Walk (1-5 moves per frame) with 8 iterations (Fig. 5).",
-        seeds=(0, 1, 2, 3, 4), evaluations=("composition",)),
+        "Compositional Random Walk (1-5 moves per frame) with 8 iterations (Fig. 5) and on "
+        "dynamics transfer from unseen objects (Fig. 7).",
+        seeds=(0, 1, 2, 3, 4), evaluations=("composition", "transfer")),
     Experiment(
         "module_count", "Fig. 3",
         "Number of modules M in {1, 2, 3, 4, 5, 8} at an equal transition-parameter count: "

@@ -13,6 +13,8 @@ Three measurements on held-out ground truth (positions in pixels, x = column, y 
   displacement is classified to the nearest of the four moves.  Away from the walls each move has
   probability 1/4 in the data; at a wall the data never make a move that leaves the frame.
   :func:`move_frequencies` is the counting part, usable on any displacements.
+* :func:`composition_errors`: VIM-k on compositions of several moves per frame (Fig. 5).
+* :func:`transfer_errors`: rules recognised on unseen objects, replayed on known ones (Fig. 7).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ import torch
 from . import metrics
 from .data import MOVE_VECTORS, MOVES, VideoBatch
 
-__all__ = ["rollout_errors", "move_frequencies", "prior_calibration"]
+__all__ = ["rollout_errors", "move_frequencies", "prior_calibration", "composition_errors",
+           "transfer_errors", "placeable"]
 
 
 @torch.no_grad()
@@ -181,3 +184,50 @@ def composition_errors(vim, batch: VideoBatch, iterations: int = 8,
     return {"per_iteration": err.mean(axis=(0, 1, 3)).tolist(), "final": float(err[..., -1, :]
                                                                                .mean()),
             "start": float(stand.mean()), "by_moves": by_moves, "iterations": k}
+
+
+@torch.no_grad()
+def transfer_errors(vim, target: VideoBatch, source_generator, chunk: int = 16
+                    ) -> Dict[str, Any]:
+    """Dynamics transfer (Fig. 7): the rules recognised on ``target`` (e.g. unseen objects) are
+    replayed on known objects drawn by ``source_generator.render`` at the targets' frame-0
+    positions (:func:`pyro_vim.infer.transfer`).  Each target object is matched to the source
+    slot nearest to it on frame 0; the error is the distance in pixels between that slot's
+    transferred position and the target object's true position, by horizon.
+
+    Returns ``per_step`` (T-1 errors), ``mean`` (over the horizon), ``start`` (slot vs object on
+    frame 0) and ``displacement_mean`` (the same with each track's frame-0 offset removed)."""
+    from .infer import transfer
+    device = next(vim.parameters()).device
+    pos_parts, start_parts = [], []
+    for i in range(0, target.num_sequences, chunk):
+        part = target[i:i + chunk]
+        source = source_generator.render(part.positions[:, 0])
+        out = transfer(vim, torch.from_numpy(part.frames).to(device),
+                       torch.from_numpy(source).to(device))
+        pos_parts.append(out["positions"].cpu().numpy())
+        start_parts.append(out["start_positions"].cpu().numpy())
+    pos, start = np.concatenate(pos_parts), np.concatenate(start_parts)   # (N,T-1,K,2), (N,K,2)
+    true = target.positions
+    n, steps = pos.shape[:2]
+    matching = metrics.match_objects_to_slots(true[:, 0], start)
+    o = matching.shape[1]
+    track = np.take_along_axis(pos, np.broadcast_to(matching[:, None, :, None],
+                                                    (n, steps, o, 2)), 2)   # (N, T-1, O, 2)
+    first = np.take_along_axis(start, matching[..., None].repeat(2, -1), 1)  # (N, O, 2)
+    err = np.linalg.norm(track - true[:, 1:], axis=-1)
+    disp = np.linalg.norm((track - first[:, None]) - (true[:, 1:] - true[:, :1]), axis=-1)
+    per_step = err.mean(axis=(0, 2))
+    return {"per_step": per_step.tolist(), "mean": float(per_step.mean()),
+            "start": float(np.linalg.norm(first - true[:, 0], axis=-1).mean()),
+            "displacement_mean": float(disp.mean())}
+
+
+def placeable(batch: VideoBatch, generator) -> np.ndarray:
+    """Indices of the videos whose frame-0 positions ``generator.render`` can draw at."""
+    shape_id, size = generator._kinds()[0]
+    st = generator._stencil(shape_id, size)
+    lo = np.array([-st[:, 1].min(), -st[:, 0].min()])
+    hi = generator.image_size - 1 - np.array([st[:, 1].max(), st[:, 0].max()])
+    ok = np.all((batch.positions[:, 0] >= lo) & (batch.positions[:, 0] <= hi), axis=(1, 2))
+    return np.flatnonzero(ok)

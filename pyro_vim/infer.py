@@ -19,6 +19,8 @@ Everything here is built from Pyro's effect handlers around the public ``vim.mod
   at exact one-hots, so the conditioned trace has a finite log density.
 * :func:`module_rollouts` applies every module repeatedly from one frame (the paper's Fig. 2,
   right) and renders one slot alone.
+* :func:`transfer` recognises the rules in target videos and replays them on other objects
+  (Sec. 5.3, Fig. 7).
 
 Shapes: ``N`` videos, ``D`` context frames, ``H`` future steps, ``K`` slots, ``M`` modules,
 ``S`` image size, ``num_samples`` samples.  Positions are ``(x, y)`` = (column, row) in pixels.
@@ -45,6 +47,7 @@ __all__ = [
     "counterfactual",
     "module_rollouts",
     "module_condition",
+    "transfer",
     "UseMeans",
 ]
 
@@ -440,3 +443,49 @@ def module_translations(vim: VIM, states) -> torch.Tensor:
     states = states.reshape(-1, c.state_dim).to(next(vim.parameters()).device)
     dpos, _ = vim.transition(states[:, :2], states[:, 2:])          # (P, M, 2) normalised
     return dpos.mean(0) * ((c.image_size - 1) / 2.0)
+
+
+@torch.no_grad()
+def transfer(vim: VIM, target: torch.Tensor, source_frame: torch.Tensor) -> Dict[str, Any]:
+    """Dynamics transfer (Sec. 5.3): recognise the rules in ``target`` videos, replay them on the
+    objects of ``source_frame``.
+
+    The guide infers the module choices ``r`` on the target sequences (hard choices, mean
+    updates: ``vim.infer``); the model is then rolled forward from ``source_frame`` conditioned on
+    those choices with ``poutine.condition`` and no observation, deterministically
+    (:func:`counterfactual`).  ``source_frame`` should hold known objects at the target's frame-0
+    positions (e.g. ``RandomWalk().render(positions)``): each target slot hands its choices to the
+    source slot nearest to it on frame 0 (one-to-one; slot 0, the background slot, to slot 0).
+
+    Args:
+        vim: a trained :class:`~pyro_vim.model.VIM`.
+        target: (N, T, 3, S, S) frames in [0, 1], T >= 2.
+        source_frame: (N, 3, S, S) frames in [0, 1].
+
+    Returns:
+        ``frames`` (N, T-1, 3, S, S) and ``positions`` (N, T-1, K, 2) (pixels) of the transferred
+        rollout for frames 1..T-1, ``start_positions`` (N, K, 2) of the source slots,
+        ``modules`` (N, T-1, K) the choices applied to the source slots and ``slot_map``
+        (N, K): the target slot whose choices each source slot replays.
+    """
+    _check_vim(vim)
+    target = vim.check_frames(target, min_frames=2)
+    source = _check_context(vim, source_frame)
+    if source.shape[1] != 1 or source.shape[0] != target.shape[0]:
+        raise ValueError(f"source_frame must be (N, 3, S, S) with N={target.shape[0]} (one "
+                         f"frame per target video), got {tuple(source_frame.shape)}")
+    n, k = target.shape[0], vim.config.num_slots
+    inferred = vim.infer(target)
+    choices = inferred["selections"]                                        # (N, T-1, K)
+    start = counterfactual(vim, source, choices[:, :1])["start_positions"]  # (N, K, 2)
+    slot_map = torch.zeros(n, k, dtype=torch.long, device=choices.device)
+    if k > 1:
+        cost = torch.cdist(start[:, 1:], inferred["positions"][:, 0, 1:]).cpu().numpy()
+        for v in range(n):
+            rows, cols = metrics.linear_sum_assignment(cost[v])
+            slot_map[v, 1 + torch.as_tensor(rows)] = 1 + torch.as_tensor(cols).to(slot_map)
+    modules = torch.gather(choices, 2, slot_map[:, None].expand_as(choices))
+    out = counterfactual(vim, source, modules)
+    return {"frames": out["frames"], "positions": out["positions"],
+            "start_positions": out["start_positions"], "modules": modules,
+            "slot_map": slot_map}

@@ -69,6 +69,8 @@ def _held_out(config: VIMConfig, sequences: int, seq_len: int):
 
 #: Compositional test data of the "composition" evaluation (Fig. 5): sequences, frames, k.
 COMPOSITION_TEST = {"sequences": 32, "seq_len": 6, "iterations": 8}
+#: Unseen-object targets of the "transfer" evaluation (Fig. 7): sequences, frames (10 steps).
+TRANSFER_TEST = {"sequences": 32, "seq_len": 11}
 
 
 def _evaluate(model, config, sequences, seq_len, evaluations=()) -> Dict[str, Any]:
@@ -87,6 +89,14 @@ def _evaluate(model, config, sequences, seq_len, evaluations=()) -> Dict[str, An
             out["composition"] = composition_errors(model, batch,
                                                     COMPOSITION_TEST["iterations"])
             out["composition_final_error"] = out["composition"]["final"]
+        if "transfer" in evaluations:
+            from .fidelity import placeable, transfer_errors
+            source = config.make_generator()
+            ood = config.replace(data={"name": "ood"})
+            targets = _held_out(ood, 2 * TRANSFER_TEST["sequences"], TRANSFER_TEST["seq_len"])
+            keep = placeable(targets, source)[:TRANSFER_TEST["sequences"]]
+            out["transfer"] = transfer_errors(model, targets[keep], source)
+            out["transfer_error_mean"] = out["transfer"]["mean"]
         return out
     finally:
         model.train(was_training)

@@ -52,6 +52,9 @@ def test_every_experiment_smoke_runs(tmp_path, name, capsys):
             comp = m["composition"]
             assert len(comp["per_iteration"]) == 8 and comp["final"] == comp["per_iteration"][-1]
             assert set(comp["by_moves"]) <= {"1", "2", "3", "4", "5"}
+        if "transfer" in exp.evaluations:                # Fig. 7: unseen objects
+            assert len(m["transfer"]["per_step"]) == 10
+            assert m["transfer_error_mean"] == m["transfer"]["mean"]
         model = load_model(os.path.join(folder, "checkpoint.pt"))
         assert model.config.to_dict() == read(os.path.join(folder, "config.json"))
     assert "python -m pyro_vim.report" in capsys.readouterr().out

@@ -551,6 +551,48 @@ class _Walk:
             config=config,
         )
 
+    def render(self, positions: Any, colors: Any = None) -> np.ndarray:
+        """Draw this generator's objects at given centre positions.
+
+        Args:
+            positions: (N, O, 2) integer (x, y) = (column, row) centres, O <= ``num_objects``
+                colours available; each object must lie fully inside the frame.
+            colors: (O, 3) or (N, O, 3) RGB colours (default: the first O palette colours).
+
+        Returns:
+            (N, 3, S, S) float32 frames in [0, 1], drawn exactly as :meth:`generate` draws a
+            frame (later objects on top, this generator's background).  The object kind is the
+            generator's first (for Random Walk: a ball of ``radius``).
+        """
+        pos = np.asarray(positions, dtype=np.float64)
+        if pos.ndim != 3 or pos.shape[-1] != 2 or pos.shape[0] == 0 or pos.shape[1] == 0:
+            raise ValueError(f"positions must have shape (N, O, 2), got {pos.shape}")
+        if not np.all(np.isfinite(pos)) or not np.array_equal(pos, np.round(pos)):
+            raise ValueError("positions must be whole pixel coordinates")
+        n, o = pos.shape[:2]
+        shape_id, size = self._kinds()[0]
+        st = self._stencil(shape_id, size)
+        lo = np.array([-st[:, 1].min(), -st[:, 0].min()])
+        hi = np.array([self.image_size - 1 - st[:, 1].max(), self.image_size - 1 - st[:, 0].max()])
+        if np.any(pos < lo) or np.any(pos > hi):
+            raise ValueError(f"positions must keep every object inside the frame: x and y in "
+                             f"[{lo[0]}, {hi[0]}] for this {SHAPES[shape_id]} of size {size}")
+        if colors is None:
+            if o > len(self.palette):
+                raise ValueError(f"{o} objects need colors: the palette has {len(self.palette)}")
+            cols = np.broadcast_to(self.palette[:o], (n, o, 3))
+        else:
+            cols = np.asarray(colors, dtype=np.float32)
+            if cols.shape not in ((o, 3), (n, o, 3)) or cols.min() < 0 or cols.max() > 1:
+                raise ValueError(f"colors must be (O, 3) or (N, O, 3) RGB in [0, 1] with O={o}, "
+                                 f"got {cols.shape}")
+            cols = np.broadcast_to(cols, (n, o, 3))
+        shape_ids = np.full((n, o), shape_id, dtype=np.int64)
+        sizes = np.full((n, o), size, dtype=np.int64)
+        frames, _ = self._render(pos.astype(np.int64)[:, None], np.ascontiguousarray(cols),
+                                 shape_ids, sizes)
+        return frames[:, 0]
+
     def _render(self, pos, colors, shape_ids, sizes):
         """Paint objects in index order into a label map, then look colours up."""
         n, t_len, o, _ = pos.shape
