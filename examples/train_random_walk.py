@@ -5,6 +5,7 @@
     python examples/train_random_walk.py --out runs/rw --resume
     python examples/train_random_walk.py --set prior=uniform data.step=4 data.num_objects=4 \
         num_slots=5                                         # any config key (see --keys)
+    torchrun --nproc_per_node=2 examples/train_random_walk.py --out runs/ddp   # data-parallel
 
 Writes OUT/checkpoint.pt and OUT/log.jsonl and prints the final rule-module accuracy.  Bad
 arguments (a non-positive size, an OUT that already holds a run without --resume, --resume
@@ -22,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pyro_vim.checkpoint import CheckpointWriteError  # noqa: E402
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
+from pyro_vim.distributed import DistributedSetupError  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.rundir import RunDirBusy  # noqa: E402
 from pyro_vim.train import NonFiniteError, Trainer  # noqa: E402
@@ -34,7 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None,
                    help="total optimisation steps, pre-training included (default: preset's)")
     p.add_argument("--pretrain-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="videos per step and per process (under torchrun: per rank)")
+    p.add_argument("--global-batch-size", type=int, default=None,
+                   help="videos per step over all processes (split evenly across the ranks of a "
+                        "torchrun launch; instead of --batch-size)")
     p.add_argument("--seq-len", type=int, default=None,
                    help="fix the sequence length (disables the curriculum)")
     p.add_argument("--num-modules", type=int, default=None)
@@ -58,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: (option, smallest allowed value) for the integer options (None: not given).
-_MINIMUM = {"steps": 1, "pretrain_steps": 0, "batch_size": 1, "seq_len": 2, "num_modules": 1,
+_MINIMUM = {"steps": 1, "pretrain_steps": 0, "batch_size": 1, "global_batch_size": 1,
+            "seq_len": 2, "num_modules": 1,
             "num_slots": 1, "eval_every": 0, "seed": 0, "checkpoint_every": 0}
 
 
@@ -77,6 +84,14 @@ def check_args(args, parser=None) -> None:
             parser.error(f"bad --device {args.device!r}: {e}")
         if device.type == "cuda" and not torch.cuda.is_available():
             parser.error("--device cuda was asked for but CUDA is not available")
+    if args.global_batch_size is not None:
+        if args.batch_size is not None:
+            parser.error("give --batch-size (per process) or --global-batch-size, not both")
+        world = _world_size(parser)
+        if args.global_batch_size < world or args.global_batch_size % world:
+            parser.error(f"--global-batch-size {args.global_batch_size} cannot be split evenly "
+                         f"over {world} processes (it must be a multiple of the world size, "
+                         f"at least {world})")
     if not args.out:
         parser.error("--out must name a folder")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -91,6 +106,13 @@ def check_args(args, parser=None) -> None:
         build_config(args)
     except (TypeError, ValueError) as e:
         parser.error(f"these options make an invalid configuration: {e}")
+
+
+def _world_size(parser) -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        parser.error(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer")
 
 
 def parse_args(argv=None):
@@ -110,6 +132,8 @@ def build_config(args) -> VIMConfig:
             overrides[field] = value
     if args.seq_len is not None:
         overrides.update(seq_len_start=args.seq_len, seq_len_max=args.seq_len)
+    if args.global_batch_size is not None:
+        overrides["batch_size"] = args.global_batch_size // int(os.environ.get("WORLD_SIZE", "1"))
     return apply_overrides(VIMConfig.preset(preset, **overrides), args.overrides)
 
 
@@ -121,8 +145,13 @@ def main(args) -> dict:
                           checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                           skip_nonfinite=args.skip_nonfinite,
                           tensorboard={"auto": None, "on": True, "off": False}[args.tensorboard])
-    except (FileNotFoundError, TypeError, ValueError, RunDirBusy) as e:   # e.g. another config
+    except (FileNotFoundError, TypeError, ValueError, RunDirBusy,
+            DistributedSetupError) as e:   # e.g. another config, no rendezvous
         _parser().error(str(e))
+    main_rank = trainer.dist.is_main
+    if main_rank and trainer.dist.enabled:
+        print(f"data-parallel: {trainer.dist.world_size} processes x {config.batch_size} videos "
+              f"= global batch {trainer.dist.world_size * config.batch_size}", flush=True)
     steps = args.steps if args.steps is not None else config.pretrain_steps + config.steps
     if steps < trainer.step:
         _parser().error(f"--steps {steps} is below the checkpoint's step {trainer.step}")
@@ -131,6 +160,8 @@ def main(args) -> dict:
     except RunDirBusy as e:       # another live process trains into OUT
         _parser().error(str(e))
     result = {"step": trainer.step, "checkpoint": trainer.checkpoint_path}
+    if not main_rank:              # rank 0 alone reports
+        return result
     if trainer.step > config.pretrain_steps:
         result.update(trainer.evaluate())
     print(json.dumps(result))

@@ -38,6 +38,14 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import VIMConfig
+from .distributed import (
+    Context,
+    all_reduce_grads,
+    all_reduce_sum,
+    broadcast_parameters,
+    from_env,
+    gather_objects,
+)
 from .elbo import TermsELBO
 from .evaluate import identification
 from .models import build_model
@@ -45,6 +53,8 @@ from .rundir import RunLock, is_no_space, no_space_message
 from .tensorboard import make_logger
 
 TRAIN_SEED_STRIDE = 10_000_000
+#: Under torch.distributed, rank r's sampling noise is seeded with seed + r * RANK_SEED_STRIDE.
+RANK_SEED_STRIDE = 1_000_003
 EVAL_SEED_OFFSET = 4_000_000_000
 
 
@@ -81,7 +91,7 @@ class Trainer:
     def __init__(self, config: VIMConfig, out_dir: Optional[str] = None, device=None,
                  resume: bool = False, checkpoint_every: int = 500, progress: bool = True,
                  skip_nonfinite: bool = False, prior=None, guide=None,
-                 tensorboard: Optional[bool] = None):
+                 tensorboard: Optional[bool] = None, distributed: Optional[Context] = None):
         if not isinstance(config, VIMConfig):
             raise TypeError(f"Trainer expects a VIMConfig, got {type(config).__name__}")
         if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
@@ -104,15 +114,23 @@ class Trainer:
         self.skipped = 0
         self.saved_step: Optional[int] = None      # step of the last checkpoint written/loaded
         self.last_eval: Dict[str, float] = {}
+        # torchrun's environment (or an explicit Context); a single process otherwise
+        self.dist = distributed if distributed is not None else from_env(self.device)
+        if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.dist.local_rank)   # one GPU per rank
         pyro.set_rng_seed(config.seed)
         self.model = build_model(config, prior=prior, guide=guide).to(self.device)
         # the model's config: it names the prior and guide actually built
         self.config = self.model.config
+        if self.dist.enabled:
+            broadcast_parameters(self.model, self.dist)     # every rank starts from rank 0's
+            pyro.set_rng_seed(config.seed + RANK_SEED_STRIDE * self.dist.rank)  # own noise
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.elbo = TermsELBO()
         self.data = make_generator(self.config)
         self._eval_batch = None
-        self._lock = RunLock(out_dir) if out_dir is not None else None
+        # rank 0 alone owns the run directory and writes to it
+        self._lock = RunLock(out_dir) if out_dir is not None and self.dist.is_main else None
         self._tensorboard = tensorboard       # None: when installed (pyro_vim.tensorboard)
         self._tb = None
         if resume:
@@ -121,7 +139,8 @@ class Trainer:
                                         "(start without resume or point out_dir at the folder "
                                         "of an earlier run)")
             self._resume()         # reads only: a refused resume leaves the folder untouched
-            self._lock.acquire()   # then refuse a folder that another live run holds
+            if self._lock is not None:
+                self._lock.acquire()   # then refuse a folder that another live run holds
 
     @property
     def vim(self):
@@ -165,7 +184,13 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.saved_step = self.step
         self.skipped = int(ckpt.get("skipped", 0))
-        set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks")
+        world = len(ranks) if isinstance(ranks, list) else 1
+        if world != self.dist.world_size:
+            raise ValueError(f"resume: {path!r} was written by {world} process(es); resume it "
+                             f"with the same number (got {self.dist.world_size}) so that every "
+                             "rank continues its own random numbers exactly")
+        set_rng_state(ranks[self.dist.rank] if isinstance(ranks, list) else ckpt["rng"])
 
     def _truncate_log(self, step: int):
         """Keep exactly the log lines of steps 1..``step`` (a crash may have left later lines,
@@ -197,18 +222,24 @@ class Trainer:
         os.replace(tmp, self.log_path)
 
     def save(self):
-        if self.checkpoint_path:
+        """Write the checkpoint (rank 0; under torch.distributed every rank takes part, since
+        the checkpoint holds every rank's RNG state)."""
+        if not self.checkpoint_path:
+            return
+        extra = {"custom_parts": self.model.custom_parts} \
+            if getattr(self.model, "custom_parts", None) else {}
+        if self.dist.enabled:
+            extra["rng_ranks"] = gather_objects(rng_state(), self.dist)
+        if self.dist.is_main:
             try:
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.step,
-                                skipped=self.skipped,
-                                **({"custom_parts": self.model.custom_parts}
-                                   if getattr(self.model, "custom_parts", None) else {}))
+                                skipped=self.skipped, **extra)
             except CheckpointWriteError as e:
                 kept = (f"step {self.saved_step}" if self.saved_step is not None
                         else "none was written yet")
                 raise CheckpointWriteError(e.errno, f"{e.strerror} [training stopped at step "
                                            f"{self.step}; last good checkpoint: {kept}]") from e
-            self.saved_step = self.step
+        self.saved_step = self.step
 
     # ---------------------------------------------------------------- one step
     def perception_parameters(self):
@@ -230,14 +261,20 @@ class Trainer:
         return base
 
     def batch(self, step: int) -> torch.Tensor:
-        c = self.config
+        """This rank's ``batch_size`` videos of step ``step``: a slice of the global batch of
+        ``batch_size * world_size`` videos, generated from the step's seed (so the data are the
+        same whatever the number of processes, and disjoint across ranks)."""
+        c, world, rank = self.config, self.dist.world_size, self.dist.rank
+        lo, hi = rank * c.batch_size, (rank + 1) * c.batch_size
         if step < c.pretrain_steps:
-            data = self.data.generate(c.batch_size, 2, train_seed(c, step))
+            # pre-training: the single frames of the global batch's 2-frame videos
+            data = self.data.generate(c.batch_size * world, 2, train_seed(c, step))
             frames = torch.from_numpy(data.frames).reshape(-1, 1, 3, c.image_size, c.image_size)
+            frames = frames[2 * lo:2 * hi]
         else:
             length = c.seq_len_at(step - c.pretrain_steps)
-            frames = torch.from_numpy(self.data.generate(c.batch_size, length,
-                                                         train_seed(c, step)).frames)
+            frames = torch.from_numpy(self.data.generate(c.batch_size * world, length,
+                                                         train_seed(c, step)).frames)[lo:hi]
         return frames.to(self.device)
 
     def train_step(self) -> Dict[str, float]:
@@ -254,8 +291,20 @@ class Trainer:
         except ValueError as e:     # Pyro's validation: a distribution got NaN/inf parameters
             loss, terms = self._invalid_elbo(e, model, guide, frames)
         n = frames.shape[0]
+        if self.dist.enabled:      # the global batch's terms, summed over ranks
+            names = sorted(terms)
+            local_bad = float(not (math.isfinite(float(loss.detach())) and all(
+                math.isfinite(terms[k]) for k in names)))
+            summed = all_reduce_sum([float(loss.detach())] + [terms[k] * n for k in names]
+                                    + [float(n), local_bad], self.dist)
+            n, total = int(summed[-2]), summed[0]
+            terms = {k: v / n for k, v in zip(names, summed[1:-2])}
+            if summed[-1] > 0:
+                total = float("nan")           # some rank failed: every rank skips or stops
+        else:
+            total = float(loss.detach())
         record = {"step": step + 1, "phase": "pretrain" if pretraining else "dynamics",
-                  "loss": float(loss.detach()) / n, "seq_len": int(frames.shape[1]), "lr": lr,
+                  "loss": total / n, "seq_len": int(frames.shape[1]), "lr": lr,
                   "z_kl_weight": getattr(vim, "z_kl_weight", None) if not pretraining else None}
         record.update({k: v for k, v in terms.items()})
         bad = [k for k in TERMS if isinstance(record.get(k), float)
@@ -265,6 +314,7 @@ class Trainer:
             if not pretraining and c.freeze_perception:
                 for p in self.perception_parameters():
                     p.grad = None
+            all_reduce_grads(list(vim.parameters()), self.dist)   # sum over ranks
             grads = [p.grad for p in vim.parameters() if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads)
             record["grad_norm"] = float(norm)
@@ -369,23 +419,25 @@ class Trainer:
         from tqdm.auto import tqdm
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+        main = self.dist.is_main
         if self._lock is not None:
             self._lock.acquire()      # creates out_dir; refuses a directory another run holds
             if self._tb is None:
                 self._tb = make_logger(self.out_dir, self._tensorboard)
-        self._truncate_log(self.step)
+        if main:
+            self._truncate_log(self.step)
         start = time.time()
-        bar = tqdm(total=steps, initial=min(self.step, steps), disable=not self.progress,
-                   dynamic_ncols=True)
-        log = open(self.log_path, "a") if self.log_path else None
+        bar = tqdm(total=steps, initial=min(self.step, steps),
+                   disable=not (self.progress and main), dynamic_ncols=True)
+        log = open(self.log_path, "a") if self.log_path and main else None
         try:
             while self.step < steps:
                 record = self.train_step()
                 record["time"] = time.time() - start
                 c = self.config
                 dyn_step = self.step - c.pretrain_steps
-                if dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
-                                                      or self.step == steps):
+                if main and dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
+                                                               or self.step == steps):
                     was_training, rng = self.vim.training, rng_state()
                     self.vim.eval()
                     record["eval"] = self.evaluate()
