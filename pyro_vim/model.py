@@ -285,10 +285,23 @@ class VIM(PyroModule):
                 return self.posterior.update_posterior(h, mix_pos, mix_feat, obs)
             return self.posterior.update_posterior(h, mix_pos, mix_feat, obs, final=False)
 
-        return self.transition_step(
-            t, h, lambda cand_pos, cand_feat: self.posterior.selection_logits(h, cand_pos,
-                                                                              cand_feat, obs),
-            update, i, stay)
+        def select(cand_pos, cand_feat):
+            if not stay:
+                return self.posterior.selection_logits(h, cand_pos, cand_feat, obs)
+            m = self.config.num_modules
+            logits = self.posterior.selection_logits(h, cand_pos[..., :m, :],
+                                                     cand_feat[..., :m, :], obs)
+            # "stay" (candidate M) is the posterior's preferred module re-scored by distance: it
+            # wins exactly when keeping the slot where it is lies closer to the observation
+            # (the learned key-query term never saw an unchanged state, so it may not veto it)
+            best = logits.argmax(-1, keepdim=True)
+            d2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
+            tau2 = (self.config.selection_scale * 2.0 / (self.config.image_size - 1)) ** 2
+            stay_logit = logits.gather(-1, best) + 0.5 * (d2[..., :m].gather(-1, best)
+                                                          - d2[..., m:]) / tau2
+            return torch.cat([logits, stay_logit], -1)
+
+        return self.transition_step(t, h, select, update, i, stay)
 
     def iterate(self, k: int):
         """The iterations of a transition: ``[None]`` for k = 1 (sites ``r_{t}``), else 1..k."""
