@@ -376,6 +376,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=5)
     p.add_argument("--rollout-steps", type=int, default=5,
                    help="steps of each module's rollout in module_rollouts.png")
+    p.add_argument("--compose", type=int, default=None, metavar="K",
+                   help="also test VIM-K on Compositional Random Walk (1-5 moves per frame; "
+                        "Fig. 5): composition errors by iteration, compositions.png")
+    p.add_argument("--transfer", action="store_true",
+                   help="also transfer the dynamics of unseen objects to known ones (Fig. 7): "
+                        "transfer errors by horizon, transfer.png")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     return p
 
@@ -386,6 +392,8 @@ def _check_args(args) -> None:
     if args.predict:
         positive += [("--num-samples", args.num_samples), ("--context", args.context),
                      ("--horizon", args.horizon)]
+    if args.compose is not None:
+        positive.append(("--compose", args.compose))
     for name, value in positive:
         if value < 1:
             raise UsageError(f"{name} must be a positive integer, got {value}")
@@ -491,6 +499,60 @@ def _render_figures(folder: str, vim, batch: VideoBatch, report: Dict, inferred:
                              path=os.path.join(folder, "predictions.png"))
 
 
+def _compose_and_transfer(vim, config, args, seed: int) -> Dict[str, Any]:
+    """``--compose K`` and ``--transfer``: Figs. 5 and 7 on held-out data of this seed."""
+    from .fidelity import (
+        composition_errors,
+        composition_test_batch,
+        transfer_errors,
+        transfer_test_batch,
+    )
+    out: Dict[str, Any] = {}
+    length = max(2, args.seq_len)
+    try:
+        if args.compose is not None:
+            batch = composition_test_batch(config, args.num_sequences, length, seed)
+            out["composition"] = _json_ready(composition_errors(vim, batch, args.compose))
+            out["_composition_batch"] = batch
+        if args.transfer:
+            targets = transfer_test_batch(config, args.num_sequences, length, seed)
+            if targets.num_sequences == 0:
+                raise UsageError("no unseen-object video could be drawn with known objects")
+            out["transfer"] = _json_ready(transfer_errors(vim, targets, config.make_generator()))
+            out["_transfer_batch"] = targets
+    except ValueError as e:
+        raise UsageError(f"cannot run --compose/--transfer on this model's data: {e}") from None
+    return out
+
+
+def _render_extra_figures(folder: str, vim, extra: Dict[str, Any]) -> None:
+    from . import viz
+    from .infer import transfer
+    device = next(vim.parameters()).device
+    if "_composition_batch" in extra:
+        batch = extra["_composition_batch"][:4]
+        k = extra["composition"]["iterations"]
+        out = vim.infer(torch.from_numpy(batch.frames).to(device), iterations=k)
+        iteration_frames = vim.render(out["iteration_slots"][:, 0]).cpu().numpy()
+        rows, titles = viz.composition_rows(batch.frames[:, :2], iteration_frames)
+        viz.plot_image_rows(rows, titles, path=os.path.join(folder, "compositions.png"),
+                            title=f"VIM-{k}: the frame after each iteration (first transition)")
+    if "_transfer_batch" in extra:
+        targets = extra["_transfer_batch"][:2]
+        gen = vim.config.make_generator()
+        source = gen.render(targets.positions[:, 0])
+        out = transfer(vim, torch.from_numpy(targets.frames).to(device),
+                       torch.from_numpy(source).to(device))
+        frames = out["frames"].cpu().numpy()
+        rows = []
+        for n in range(targets.num_sequences):
+            rows.append((f"target {n}", targets.frames[n]))
+            rows.append((f"transferred {n}", np.concatenate([source[n:n + 1], frames[n]], 0)))
+        viz.plot_image_rows(rows, [f"t={t}" for t in range(targets.seq_len)],
+                            path=os.path.join(folder, "transfer.png"),
+                            title="dynamics of unseen objects replayed on known objects")
+
+
 def _accuracy_title(report: Dict) -> Optional[str]:
     acc = report.get("rule_module_accuracy")
     return None if acc is None else f"rule-module accuracy {acc:.3f}, NMI {report['nmi']:.3f}"
@@ -547,6 +609,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report, inferred = evaluate_batch(vim, batch)
         if report.get("confusion") is not None:
             report.update(_json_ready(fidelity_metrics(vim, batch, report)))
+        extra = _compose_and_transfer(vim, c, args, seed)
+        report.update({k: v for k, v in extra.items() if not k.startswith("_")})
         predictions = None
         if args.predict:
             report["prediction"], predictions = evaluate_predictions(
@@ -568,6 +632,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     def render(folder):
         _render_figures(folder, vim, batch, report, inferred, predictions, args)
+        _render_extra_figures(folder, vim, extra)
 
     _write_outputs(args.out, metrics_json, render)
     print(f"wrote {os.path.join(args.out, 'metrics.json')}"

@@ -27,7 +27,7 @@ from . import metrics
 from .data import MOVE_VECTORS, MOVES, VideoBatch
 
 __all__ = ["rollout_errors", "move_frequencies", "prior_calibration", "composition_errors",
-           "transfer_errors", "placeable"]
+           "transfer_errors", "placeable", "composition_test_batch", "transfer_test_batch"]
 
 
 @torch.no_grad()
@@ -231,3 +231,18 @@ def placeable(batch: VideoBatch, generator) -> np.ndarray:
     hi = generator.image_size - 1 - np.array([st[:, 1].max(), st[:, 0].max()])
     ok = np.all((batch.positions[:, 0] >= lo) & (batch.positions[:, 0] <= hi), axis=(1, 2))
     return np.flatnonzero(ok)
+
+
+def composition_test_batch(config, sequences: int, seq_len: int, seed: int) -> VideoBatch:
+    """Held-out Compositional Random Walk (1-5 moves per frame) with ``config``'s other data
+    settings (Fig. 5's test data)."""
+    test = config.replace(data={"name": "compositional", "min_moves": 1, "max_moves": 5})
+    return test.make_generator().generate(sequences, seq_len, seed)
+
+
+def transfer_test_batch(config, sequences: int, seq_len: int, seed: int) -> VideoBatch:
+    """Held-out unseen objects (OOD shapes, colours, sizes; the config's step and count) whose
+    frame-0 positions the training generator can draw at (Fig. 7's targets)."""
+    ood = config.replace(data={"name": "ood"})
+    targets = ood.make_generator().generate(2 * sequences, seq_len, seed)
+    return targets[placeable(targets, config.make_generator())[:sequences]]

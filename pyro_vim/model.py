@@ -55,6 +55,7 @@ class Step(NamedTuple):
     logits: torch.Tensor             # (N, K, M)
     r: torch.Tensor                  # (N, K, M) relaxed (or, under UseMeans, hard) one-hot
     mix_pos: torch.Tensor            # (N, K, 2) where the chosen modules put the slot (before z)
+    mix_feat: torch.Tensor           # (N, K, D) the chosen modules' features (before z)
 
 
 class StepRecord(NamedTuple):
@@ -63,6 +64,7 @@ class StepRecord(NamedTuple):
     selection: torch.Tensor          # (N, K, M) the sampled / hard one-hot r_t
     observed_pos: torch.Tensor       # (N, K, 2) slot-attention position on frame t
     module_pos: torch.Tensor         # (N, K, 2) position after the chosen module, before z
+    module_feat: torch.Tensor        # (N, K, D) features after the chosen module, before z
 
 
 def _inverse_softplus(y: float) -> float:
@@ -229,6 +231,13 @@ class VIM(PyroModule):
         s = self.config.image_size
         return rgb.reshape(*lead, 3, s, s), logits.reshape(*lead, s, s)
 
+    @torch.no_grad()
+    def render(self, slots: torch.Tensor) -> torch.Tensor:
+        """Draw slot states (..., K, 2 + D) = (pos, feat) as frames (..., 3, H, W): the mean of
+        the spatial mixture of their decoded slots."""
+        rgb, logits = self.decode(slots[..., :2], slots[..., 2:])
+        return SpatialGaussianMixture(rgb, logits, self.config.sigma_x).mean
+
     def likelihood(self, states: List[SlotState]) -> SpatialGaussianMixture:
         pos = torch.stack([h.pos for h in states], 1)      # (N, T, K, 2)
         feat = torch.stack([h.feat for h in states], 1)
@@ -263,7 +272,7 @@ class VIM(PyroModule):
         z_loc, z_scale = update_dist(mix_pos, mix_feat)
         with poutine.scale(scale=self.z_kl_weight):
             z = pyro.sample(sites.z_site(t, i), dist.Normal(z_loc, z_scale).to_event(1))
-        return Step(self.update(mix_pos, mix_feat, z), logits, r, mix_pos)
+        return Step(self.update(mix_pos, mix_feat, z), logits, r, mix_pos, mix_feat)
 
     def prior_step(self, t: int, h: SlotState, i: Optional[int] = None) -> Step:
         """p(r_t | h_{t-1}) by the selection prior, p(z_t | h_{t-1}, r_t) = N(MLP(f(h, r)))."""
@@ -393,7 +402,8 @@ class VIM(PyroModule):
                 for i in self.iterate(k):
                     step = self.guide_step(t, h, obs, i, final=i is None or i == k, stay=stay)
                     h = step.h
-                    per_iteration.append(StepRecord(step.logits, step.r, obs.pos, step.mix_pos))
+                    per_iteration.append(StepRecord(step.logits, step.r, obs.pos, step.mix_pos,
+                                                    self.state_norm(step.mix_feat)))
                 states.append(h)
                 records.append(per_iteration)
         return states, records
@@ -431,7 +441,8 @@ class VIM(PyroModule):
         iteration, ``iteration_selections`` (N, T-1, k, K) and ``iteration_positions``
         (N, T-1, k, K, 2) in pixels: each slot's position after each iteration's module,
         before the update z (what the chosen modules compose, not what the observation
-        corrects).
+        corrects), and the whole states ``iteration_slots`` (N, T-1, k, K, 2 + D) (drawn with
+        :meth:`render`).
         """
         frames = self.check_frames(frames)
         k = self.config.iterations if iterations is None else iterations
@@ -449,6 +460,8 @@ class VIM(PyroModule):
                                for its in records], 1)                     # (N, T-1, k, K)
         module_pos = torch.stack([torch.stack([r.module_pos for r in its], 1)
                                   for its in records], 1)                  # (N, T-1, k, K, 2)
+        module_feat = torch.stack([torch.stack([r.module_feat for r in its], 1)
+                                   for its in records], 1)                 # (N, T-1, k, K, D)
         return {
             "slots": torch.cat([pos, feat], -1),
             "positions": self.to_pixels(pos),
@@ -456,6 +469,7 @@ class VIM(PyroModule):
             "selections": choices[:, :, 0],
             "iteration_selections": choices,
             "iteration_positions": self.to_pixels(module_pos),
+            "iteration_slots": torch.cat([module_pos, module_feat], -1),
             "masks": likelihood.masks,
             "recon": likelihood.mean,
         }

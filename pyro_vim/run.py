@@ -36,6 +36,12 @@ from .checkpoint import CheckpointWriteError, config_differences, rng_state, set
 from .config import VIMConfig
 from .evaluate import default_seed, summary_metrics
 from .experiments import Experiment, describe, get_experiment
+from .fidelity import (
+    composition_errors,
+    composition_test_batch,
+    transfer_errors,
+    transfer_test_batch,
+)
 from .overrides import config_keys, parse_overrides
 from .rundir import RunDirBusy, RunLock, write_json
 from .train import NonFiniteError, Trainer
@@ -81,21 +87,17 @@ def _evaluate(model, config, sequences, seq_len, evaluations=()) -> Dict[str, An
     try:
         pyro.set_rng_seed(default_seed(config) % 2 ** 32)
         out = summary_metrics(model, _held_out(config, sequences, seq_len))
+        seed = default_seed(config)
         if "composition" in evaluations:
-            from .fidelity import composition_errors
-            test = config.replace(data={"name": "compositional", "min_moves": 1,
-                                        "max_moves": 5})
-            batch = _held_out(test, COMPOSITION_TEST["sequences"], COMPOSITION_TEST["seq_len"])
+            batch = composition_test_batch(config, COMPOSITION_TEST["sequences"],
+                                           COMPOSITION_TEST["seq_len"], seed)
             out["composition"] = composition_errors(model, batch,
                                                     COMPOSITION_TEST["iterations"])
             out["composition_final_error"] = out["composition"]["final"]
         if "transfer" in evaluations:
-            from .fidelity import placeable, transfer_errors
-            source = config.make_generator()
-            ood = config.replace(data={"name": "ood"})
-            targets = _held_out(ood, 2 * TRANSFER_TEST["sequences"], TRANSFER_TEST["seq_len"])
-            keep = placeable(targets, source)[:TRANSFER_TEST["sequences"]]
-            out["transfer"] = transfer_errors(model, targets[keep], source)
+            targets = transfer_test_batch(config, TRANSFER_TEST["sequences"],
+                                          TRANSFER_TEST["seq_len"], seed)
+            out["transfer"] = transfer_errors(model, targets, config.make_generator())
             out["transfer_error_mean"] = out["transfer"]["mean"]
         return out
     finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -436,3 +436,44 @@ def plot_predictions(
         for i in range(n):
             _image(axes[i + 1, d + j], smp[i, j], f"sample {i}" if j == 0 else None)
     return _finish_grid(fig, title, path, dpi, hspace=0.08)
+
+
+def plot_image_rows(
+    rows: Sequence[Tuple[str, Any]],
+    column_titles: Optional[Sequence[str]] = None,
+    path: Optional[PathLike] = None,
+    title: Optional[str] = None,
+    dpi: int = 100,
+):
+    """A grid of images: one labelled row per ``(label, images (C, 3, H, W))`` entry.
+
+    Rows may have different lengths (shorter rows leave blank cells).  Used for the VIM-k
+    iteration strips (Fig. 5) and the dynamics-transfer rows (Fig. 7).
+    """
+    if not rows:
+        raise ValueError("plot_image_rows needs at least one row")
+    arrays = [(str(label), _array(images, f"row {label!r}", 4)) for label, images in rows]
+    cols = max(a.shape[0] for _, a in arrays)
+    fig = _new_figure(0.8 * cols + 1.0, 0.8 * len(arrays) + 0.5)
+    axes = fig.subplots(len(arrays), cols, squeeze=False)
+    for i, (label, imgs) in enumerate(arrays):
+        for j in range(cols):
+            if j < imgs.shape[0]:
+                head = column_titles[j] if (i == 0 and column_titles and j < len(column_titles)) \
+                    else None
+                _image(axes[i, j], imgs[j], label if j == 0 else None, head)
+            else:
+                axes[i, j].axis("off")
+    return _finish_grid(fig, title, path, dpi, hspace=0.12)
+
+
+def composition_rows(frames: Any, iteration_frames: Any, max_rows: int = 4):
+    """Rows of :func:`plot_image_rows` for VIM-k: frame t, the frame rendered after each of the
+    k iterations, frame t+1.  ``frames`` (N, 2, 3, H, W), ``iteration_frames`` (N, k, 3, H, W)."""
+    x = _array(frames, "frames", 5)
+    it = _array(iteration_frames, "iteration_frames", 5)
+    rows = []
+    for n in range(min(max_rows, x.shape[0])):
+        rows.append((f"video {n}", np.concatenate([x[n, :1], it[n], x[n, 1:2]], 0)))
+    k = it.shape[1]
+    return rows, ["frame t"] + [f"it {i + 1}" for i in range(k)] + ["frame t+1"]

@@ -226,3 +226,14 @@ def test_evaluate_batch_agrees_with_identification():
     assert inferred["matching"].shape == (3, 3)
     with pytest.raises(ValueError, match="image_size"):
         evaluate_batch(vim, RandomWalk(image_size=20).generate(1, 2, seed=0))
+
+
+def test_cli_compose_and_transfer(checkpoint, tmp_path):
+    out = tmp_path / "eval"
+    assert run(checkpoint, out, "--compose", "3", "--transfer") == 0
+    m = read_metrics(out)
+    assert len(m["composition"]["per_iteration"]) == 3 and m["composition"]["iterations"] == 3
+    assert len(m["transfer"]["per_step"]) == 4 and is_number(m["transfer"]["mean"])
+    assert (out / "compositions.png").stat().st_size > 0 and (out / "transfer.png").exists()
+    assert run(checkpoint, tmp_path / "bad", "--compose", "0") == 2
+    assert not (tmp_path / "bad").exists()

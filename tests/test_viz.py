@@ -1,4 +1,6 @@
 """pyro_vim.viz: every figure function writes a non-empty PNG and rejects bad shapes."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,16 @@ def test_existing_helpers_still_work(tmp_path, batch):
                                             path=tmp_path / "seq.png"))
     gif = viz.save_gif([batch.frames[0], batch.frames[1]], tmp_path / "s.gif")
     assert gif.read_bytes().startswith(b"GIF89a")
+
+
+def test_image_rows_and_composition_rows(tmp_path):
+    from pyro_vim.viz import composition_rows, plot_image_rows
+    rng = np.random.default_rng(0)
+    rows, titles = composition_rows(rng.random((3, 2, 3, 8, 8)), rng.random((3, 4, 3, 8, 8)))
+    assert len(rows) == 3 and rows[0][1].shape == (6, 3, 8, 8)
+    assert titles == ["frame t", "it 1", "it 2", "it 3", "it 4", "frame t+1"]
+    path = plot_image_rows(rows + [("short", rng.random((2, 3, 8, 8)))], titles,
+                           path=tmp_path / "rows.png", title="x")
+    assert os.path.getsize(path) > 0
+    with pytest.raises(ValueError, match="at least one row"):
+        plot_image_rows([])
