@@ -41,3 +41,13 @@ def test_time_to_identification_rejects_bad_sizes(tmp_path):
 def test_throughput_smoke():
     result = load("throughput").main(["--repeats", "1"])
     assert result["generate_32x10_ms"] > 0 and result["pretrain_step_s"] > 0
+
+
+def test_pyro_overhead_smoke():
+    result = load("pyro_overhead").main([
+        "--set", "image_size=16", "slot_dim=8", "encoder_channels=8", "decoder_channels=8",
+        "module_hidden=16", "update_hidden=16", "keyquery_dim=8", "--batch-size", "3",
+        "--seq-len", "3", "--repeats", "1"])
+    # the hand-written ELBO is the same function as Trace_ELBO's (same noise, same loss)
+    assert result["max_loss_difference"] < 1e-5
+    assert result["pyro_step_s"] > 0 and result["torch_step_s"] > 0 and result["ratio"] > 0
