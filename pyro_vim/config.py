@@ -128,6 +128,7 @@ class VIMConfig:
     z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
     selection_scale: float = 1.0  # pixels: distance scale of the module-selection posterior
     z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
+    r_kl: str = "sample"        # module-choice KL: "sample" (Trace_ELBO's) or "categorical"
     # -- training ----------------------------------------------------------------------------
     batch_size: int = 32
     lr: float = 1e-3
@@ -193,6 +194,9 @@ class VIMConfig:
                 or self.eval_seq_len < 2:
             raise ValueError(f"VIMConfig.eval_seq_len must be an int >= 2, "
                              f"got {self.eval_seq_len!r}")
+        if self.r_kl not in ("sample", "categorical"):
+            raise ValueError(f"VIMConfig.r_kl must be 'sample' or 'categorical', got "
+                             f"{self.r_kl!r}")
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"VIMConfig.slot_init must be one of {SLOT_INITS}, "
                              f"got {self.slot_init!r}")

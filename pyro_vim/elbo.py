@@ -5,6 +5,13 @@
 score-function term) together with, per video: ``recon`` (-log p(x | h)), ``kl_z`` (Gaussian KL
 of the updates z_t, unscaled), ``kl_r`` (module KL of r_t) and ``kl_z0`` (zero when the guide uses
 the discovery model for z_0, as VIM's does).
+
+``TermsELBO(categorical_r=True)`` replaces the Monte Carlo estimate of each module-choice KL,
+log q(r) - log p(r) at the relaxed sample r (densities of the relaxed one-hot at temperature
+tau), by the analytic KL between the two *categorical* choice distributions,
+sum_m q_m (log q_m - log p_m).  The relaxed sample still carries the reconstruction gradient.  The
+Monte Carlo relaxed KL is not minimised by a prior equal to the posterior's average choice
+probabilities; the categorical KL is (``VIMConfig.r_kl = "categorical"``).
 """
 from collections import defaultdict
 from typing import Dict, Tuple
@@ -22,7 +29,18 @@ def _term(name: str) -> str:
     return _TERMS.get(site.symbol, "other") if site is not None else "other"
 
 
+def categorical_kl(q_fn, p_fn) -> torch.Tensor:
+    """KL(Cat(q) || Cat(p)) of two relaxed one-hot distributions' logits, batch-shaped."""
+    log_q = q_fn.logits - q_fn.logits.logsumexp(-1, keepdim=True)
+    log_p = p_fn.logits - p_fn.logits.logsumexp(-1, keepdim=True)
+    return (log_q.exp() * (log_q - log_p)).sum(-1)
+
+
 class TermsELBO(Trace_ELBO):
+    def __init__(self, *args, categorical_r: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.categorical_r = categorical_r
+
     def loss_and_terms(self, model, guide, *args,
                        **kwargs) -> Tuple[torch.Tensor, Dict[str, float]]:
         loss = 0.0
@@ -33,6 +51,12 @@ class TermsELBO(Trace_ELBO):
             for name, site in model_trace.nodes.items():
                 if site["type"] != "sample":
                     continue
+                if self.categorical_r and _term(name) == "kl_r" and name in guide_trace.nodes:
+                    kl = (categorical_kl(guide_trace.nodes[name]["fn"], site["fn"])
+                          * site["scale"]).sum()
+                    particle = particle - kl
+                    terms["kl_r"] += float(kl.detach()) / float(site["scale"])
+                    continue
                 lp = site["log_prob_sum"]
                 particle = particle + lp
                 terms[_term(name)] -= float(lp.detach()) / float(site["scale"])
@@ -41,6 +65,8 @@ class TermsELBO(Trace_ELBO):
             for name, site in guide_trace.nodes.items():
                 if site["type"] != "sample" or site["is_observed"]:
                     continue
+                if self.categorical_r and _term(name) == "kl_r":
+                    continue                      # counted analytically above
                 lp = site["log_prob_sum"]
                 particle = particle - lp
                 terms[_term(name)] += float(lp.detach()) / float(site["scale"])

@@ -126,7 +126,7 @@ class Trainer:
             broadcast_parameters(self.model, self.dist)     # every rank starts from rank 0's
             pyro.set_rng_seed(config.seed + RANK_SEED_STRIDE * self.dist.rank)  # own noise
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.elbo = TermsELBO()
+        self.elbo = TermsELBO(categorical_r=self.config.r_kl == "categorical")
         self.data = make_generator(self.config)
         self._eval_batch = None
         # rank 0 alone owns the run directory and writes to it

@@ -183,3 +183,30 @@ def test_classic_svi_with_pyro_optim_trains_every_parameter():
     assert len(list(store.keys())) == len(before)
     unchanged = [n for n, p in vim.named_parameters() if torch.equal(p.detach(), before[n])]
     assert unchanged == []
+
+
+def test_categorical_module_kl():
+    from pyro_vim.elbo import categorical_kl
+    q = SafeRelaxedOneHotCategorical(torch.tensor(1.0), logits=torch.tensor([[2.0, 0.0, -1.0]]))
+    p = SafeRelaxedOneHotCategorical(torch.tensor(1.0), logits=torch.zeros(1, 3))
+    qp = q.logits.softmax(-1)
+    expected = (qp * (qp.log() - torch.log(torch.tensor(1 / 3)))).sum(-1)
+    assert torch.allclose(categorical_kl(q, p), expected)
+    assert torch.allclose(categorical_kl(q, q), torch.zeros(1), atol=1e-6)
+    # in the ELBO: the r terms are replaced, the rest is Trace_ELBO's
+    vim = VIM(tiny_config())
+    frames = frames_of()
+    pyro.set_rng_seed(3)
+    mc, mc_terms = TermsELBO().loss_and_terms(vim.model, vim.guide, frames)
+    pyro.set_rng_seed(3)
+    cat, cat_terms = TermsELBO(categorical_r=True).loss_and_terms(vim.model, vim.guide, frames)
+    n = frames.shape[0]
+    assert cat_terms["recon"] == pytest.approx(mc_terms["recon"], rel=1e-6)
+    assert cat_terms["kl_z"] == pytest.approx(mc_terms["kl_z"], rel=1e-6)
+    assert cat_terms["kl_r"] >= 0 and cat_terms["kl_r"] != pytest.approx(mc_terms["kl_r"])
+    assert float((cat - mc).detach()) == pytest.approx(n * (cat_terms["kl_r"] - mc_terms["kl_r"]),
+                                            rel=1e-4, abs=1e-2)
+    cat.backward()
+    assert vim.prior.attention.query[0].weight.grad.abs().sum() > 0   # the prior learns
+    from pyro_vim.train import Trainer
+    assert Trainer(tiny_config(r_kl="categorical"), progress=False).elbo.categorical_r
