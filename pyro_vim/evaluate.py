@@ -21,6 +21,7 @@ without writing anything; every file is written only once everything has been co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -114,14 +115,16 @@ def fidelity_metrics(vim, batch: VideoBatch, report: Dict[str, Any], rollout: bo
     if not hasattr(vim, "transition") or batch.moves.shape[-1] != 1:
         return out
     from .fidelity import prior_calibration, rollout_errors
-    if rollout and batch.seq_len > 1:
-        # rules without a module of their own (M < 4) roll out with the module they chose most
-        conf = np.asarray(report["confusion"])
-        full = {r: assignment.get(r, int(conf[r].argmax())) for r in range(len(MOVES))}
-        result = rollout_errors(vim, batch, full, horizon=min(horizon, batch.seq_len - 1))
-        out.update(rollout_error=result, rollout_error_mean=result["mean"])
+    atomic = vim.using_iterations(1) if vim.config.iterations > 1 else contextlib.nullcontext()
+    with atomic:                  # atomic data: one module per step (a VIM-k tested on rules)
+        if rollout and batch.seq_len > 1:
+            # rules without a module of their own (M < 4) roll out with their most chosen module
+            conf = np.asarray(report["confusion"])
+            full = {r: assignment.get(r, int(conf[r].argmax())) for r in range(len(MOVES))}
+            result = rollout_errors(vim, batch, full, horizon=min(horizon, batch.seq_len - 1))
+            out.update(rollout_error=result, rollout_error_mean=result["mean"])
+        calib = prior_calibration(vim, batch[:calibration_sequences]) if calibration else None
     if calibration:
-        calib = prior_calibration(vim, batch[:calibration_sequences])
         out.update(prior_calibration=calib, prior_max_deviation=calib["max_deviation"],
                    prior_impossible_at_walls=calib["impossible_at_walls"])
     return out

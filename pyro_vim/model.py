@@ -17,6 +17,7 @@ h_t = LayerNorm(h_{t-1} + z_t + f(h_{t-1}, r_t)) with the position kept out of t
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Dict, List, NamedTuple, Optional
 
@@ -312,6 +313,17 @@ class VIM(PyroModule):
 
         return self.transition_step(t, h, select, update, i, stay)
 
+    @contextlib.contextmanager
+    def using_iterations(self, k: int):
+        """Temporarily run the programs with ``k`` iterations per transition (e.g. a VIM-2
+        trained on compositions, tested with one module per atomic move)."""
+        saved = self.config
+        self.config = saved.replace(iterations=k)
+        try:
+            yield self
+        finally:
+            self.config = saved
+
     def iterate(self, k: int):
         """The iterations of a transition: ``[None]`` for k = 1 (sites ``r_{t}``), else 1..k."""
         return [None] if k == 1 else list(range(1, k + 1))
@@ -435,14 +447,14 @@ class VIM(PyroModule):
         (VIM-k); ``stay`` (default: k > 1) lets an iteration keep the slot where it is when no
         module brings it closer to the observation (choice index M).
 
-        Returns ``slots`` (N, T, K, 2 + D) = (pos, feat), ``positions`` (N, T, K, 2) in pixels
-        (x = column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K)
-        (of the first iteration), ``masks`` (N, T, K, H, W), ``recon`` (N, T, 3, H, W) and, per
-        iteration, ``iteration_selections`` (N, T-1, k, K) and ``iteration_positions``
-        (N, T-1, k, K, 2) in pixels: each slot's position after each iteration's module,
-        before the update z (what the chosen modules compose, not what the observation
-        corrects), and the whole states ``iteration_slots`` (N, T-1, k, K, 2 + D) (drawn with
-        :meth:`render`).
+        Returns ``slots`` (N, T, K, 2 + D) = (pos, feat), ``positions`` (N, T, K, 2) in pixels (x =
+        column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K) (the first
+        iteration's most probable module; "stay" is not a module), ``masks`` (N, T, K, H, W),
+        ``recon`` (N, T, 3, H, W) and, per iteration, ``iteration_selections`` (N, T-1, k, K) and
+        ``iteration_positions`` (N, T-1, k, K, 2) in pixels: each slot's position after each
+        iteration's module, before the update z (what the chosen modules compose, not what the
+        observation corrects), and the whole states ``iteration_slots`` (N, T-1, k, K, 2 + D)
+        (drawn with :meth:`render`).
         """
         frames = self.check_frames(frames)
         k = self.config.iterations if iterations is None else iterations
@@ -466,7 +478,7 @@ class VIM(PyroModule):
             "slots": torch.cat([pos, feat], -1),
             "positions": self.to_pixels(pos),
             "selection_probs": probs,
-            "selections": choices[:, :, 0],
+            "selections": probs.argmax(-1),          # first iteration, modules only
             "iteration_selections": choices,
             "iteration_positions": self.to_pixels(module_pos),
             "iteration_slots": torch.cat([module_pos, module_feat], -1),

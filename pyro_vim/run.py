@@ -79,14 +79,17 @@ COMPOSITION_TEST = {"sequences": 32, "seq_len": 6, "iterations": 8}
 TRANSFER_TEST = {"sequences": 32, "seq_len": 11}
 
 
-def _evaluate(model, config, sequences, seq_len, evaluations=()) -> Dict[str, Any]:
-    """Held-out metrics (and the experiment's extra ``evaluations``); the RNGs are restored, so
-    evaluating never changes what training draws (a resumed run equals an uninterrupted one)."""
+def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
+              ) -> Dict[str, Any]:
+    """Held-out metrics (on ``config``'s data changed by ``eval_data``) and the experiment's
+    extra ``evaluations``; the RNGs are restored, so evaluating never changes what training
+    draws (a resumed run equals an uninterrupted one)."""
     was_training, rng = model.training, rng_state()
     model.eval()
     try:
         pyro.set_rng_seed(default_seed(config) % 2 ** 32)
-        out = summary_metrics(model, _held_out(config, sequences, seq_len))
+        test = config.replace(data=dict(eval_data)) if eval_data else config
+        out = summary_metrics(model, _held_out(test, sequences, seq_len))
         seed = default_seed(config)
         if "composition" in evaluations:
             batch = composition_test_batch(config, COMPOSITION_TEST["sequences"],
@@ -120,7 +123,8 @@ def _check_config(folder: str, config: VIMConfig) -> None:
 
 def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
             progress: bool = False, experiment: str = "", variant: str = "",
-            checkpoint_every: int = 100, device=None, evaluations=()) -> Dict[str, Any]:
+            checkpoint_every: int = 100, device=None, evaluations=(),
+            eval_data=None) -> Dict[str, Any]:
     """Train (or resume, or skip when complete) one run in ``folder`` and return its
     ``metrics.json`` content."""
     metrics_path = os.path.join(folder, "metrics.json")
@@ -141,10 +145,12 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
         before = None
         if trainer.step == pre:              # keep the pre-trained model: it can be re-scored
             trainer.model.save(os.path.join(folder, "pretrained.pt"), step=pre)
-            before = _evaluate(trainer.model, config, eval_sequences, eval_seq_len, evaluations)
+            before = _evaluate(trainer.model, config, eval_sequences, eval_seq_len, evaluations,
+                               eval_data)
         write_json(before_path, {"step": pre, "metrics": before})
     trainer.run(config.pretrain_steps + config.steps)
-    trained = _evaluate(trainer.model, config, eval_sequences, eval_seq_len, evaluations)
+    trained = _evaluate(trainer.model, config, eval_sequences, eval_seq_len, evaluations,
+                        eval_data)
     before = None
     if os.path.exists(before_path):
         with open(before_path) as f:
@@ -160,7 +166,7 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
 
 
 def rescore(folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
-            evaluations=()) -> Dict[str, Any]:
+            evaluations=(), eval_data=None) -> Dict[str, Any]:
     """Recompute a complete run's metrics with the current evaluation code, from its
     ``checkpoint.pt`` and ``pretrained.pt`` (training is not repeated; ``commit`` stays the
     training commit and ``evaluated_commit`` records this one)."""
@@ -171,12 +177,13 @@ def rescore(folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
     with open(metrics_path) as f:
         result = json.load(f)
     model = load_model(os.path.join(folder, "checkpoint.pt"))
-    result["metrics"] = _evaluate(model, model.config, eval_sequences, eval_seq_len, evaluations)
+    result["metrics"] = _evaluate(model, model.config, eval_sequences, eval_seq_len, evaluations,
+                                  eval_data)
     pretrained = os.path.join(folder, "pretrained.pt")
     if os.path.exists(pretrained):
         before = load_model(pretrained)
         result["before_learning"] = _evaluate(before, before.config, eval_sequences,
-                                              eval_seq_len, evaluations)
+                                              eval_seq_len, evaluations, eval_data)
         write_json(os.path.join(folder, "before.json"),
                    {"step": model.config.pretrain_steps, "metrics": result["before_learning"]})
     result["eval"] = {"sequences": eval_sequences, "seq_len": eval_seq_len,
@@ -225,13 +232,15 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                     continue
                 _check_config(folder, config)
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: re-scoring")
-                result = rescore(folder, eval_sequences, eval_seq_len, experiment.evaluations)
+                result = rescore(folder, eval_sequences, eval_seq_len, experiment.evaluations,
+                                 experiment.eval_data)
             else:
                 state = ("done" if done else "resume" if os.path.exists(
                     os.path.join(folder, "checkpoint.pt")) else "start")
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: {state}")
                 result = run_one(config, folder, eval_sequences, eval_seq_len, progress,
-                                 experiment.name, variant, evaluations=experiment.evaluations)
+                                 experiment.name, variant, evaluations=experiment.evaluations,
+                                 eval_data=experiment.eval_data)
             m = result["metrics"]
             log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
                 f"{m.get('rule_module_accuracy')}, step error max "

@@ -47,7 +47,7 @@ from .distributed import (
     gather_objects,
 )
 from .elbo import TermsELBO
-from .evaluate import identification
+from .evaluate import evaluate_batch, identification
 from .models import build_model
 from .rundir import RunLock, is_no_space, no_space_message
 from .tensorboard import make_logger
@@ -387,7 +387,15 @@ class Trainer:
         if custom is not None:
             self.last_eval = dict(custom(self.evaluation_batch()))
             return self.last_eval
-        report = identification(self.model, self.evaluation_batch())
+        batch = self.evaluation_batch()
+        if batch.moves.shape[-1] != 1:     # several moves per step: no rule to score
+            report, _ = evaluate_batch(self.model, batch)
+            self.last_eval = {"accuracy": None,
+                              "position_error": report["position_error"]["mean"],
+                              "recon_mse": report["recon_mse"]["mean"],
+                              "module_usage": report["module_usage"]}
+            return self.last_eval
+        report = identification(self.model, batch)
         self.last_eval = {"accuracy": report["rule_module_accuracy"],
                           "nmi": report["nmi"], "position_error": report["mean_position_error"],
                           "module_usage": report["module_usage"]}

@@ -97,3 +97,13 @@ def test_composition_errors_of_perfect_modules():
     assert out["per_iteration"][0] > out["final"] and set(out["by_moves"]) <= {1, 2, 3, 4, 5}
     short = composition_errors(hand_set_vim(2.0), data, iterations=8)
     assert short["final"] > out["final"] + 0.3        # 2 px modules cannot compose 3 px moves
+
+
+def test_using_iterations_is_temporary():
+    vim = VIM(tiny_config(iterations=2))
+    frames = torch.from_numpy(RandomWalk(image_size=16).generate(1, 2, 0).frames)
+    with vim.using_iterations(1):
+        names = set(poutine.trace(vim.guide).get_trace(frames).nodes)
+        assert "r_1" in names and "r_1_1" not in names
+    assert vim.config.iterations == 2
+    assert "r_1_2" in poutine.trace(vim.guide).get_trace(frames).nodes
