@@ -164,9 +164,13 @@ class VIM(PyroModule):
         return frames.to(device=param.device, dtype=param.dtype)
 
     # ------------------------------------------------------------------ deterministic pieces
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """All frames in one batched call: (N, T, 3, H, W) -> (N, T, H*W, C)."""
+    def encode(self, frames: torch.Tensor, chunk: Optional[int] = None) -> torch.Tensor:
+        """All frames in one batched call (or ``chunk`` frames of each video at a time, which
+        bounds the encoder's activations for long videos): (N, T, 3, H, W) -> (N, T, H*W, C)."""
         n, t = frames.shape[:2]
+        if chunk is not None and chunk < t:
+            return torch.cat([self.encode(frames[:, i:i + chunk]) for i in range(0, t, chunk)],
+                             1)
         return self.encoder(frames.reshape(n * t, *frames.shape[2:])).reshape(n, t, -1,
                                                                                self.encoder.out_dim)
 
@@ -395,14 +399,15 @@ class VIM(PyroModule):
         """Normalised (x, y) -> pixels (x = column, y = row)."""
         return coords_to_pixels(pos, self.config.image_size)
 
-    def _guide(self, frames: torch.Tensor, iterations: Optional[int] = None, stay: bool = False):
+    def _guide(self, frames: torch.Tensor, iterations: Optional[int] = None, stay: bool = False,
+               encode_chunk: Optional[int] = None):
         """The guide's recurrence; returns the states h_0..h_{T-1} and, per transition, a list
         of :class:`StepRecord` (one per iteration: selection logits, choice, observed position,
         position after the module)."""
         self._register()
         k = self.config.iterations if iterations is None else iterations
         n, t_len = frames.shape[:2]
-        features = self.encode(frames)                    # every frame in one call
+        features = self.encode(frames, encode_chunk)      # every frame in one call
         videos, slots = self.plates(n)
         with videos, slots:
             h, colour = self.discovery(frames, features[:, 0])
@@ -439,13 +444,16 @@ class VIM(PyroModule):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def infer(self, frames: torch.Tensor, iterations: Optional[int] = None,
-              stay: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+              stay: Optional[bool] = None, chunk: int = 16) -> Dict[str, torch.Tensor]:
         """Posterior summary with hard (argmax) module choices and mean updates: the guide run
         under :class:`~pyro_vim.handlers.UseMeans`.
 
         ``iterations`` k (default ``config.iterations``): module selections per transition
         (VIM-k); ``stay`` (default: k > 1) lets an iteration keep the slot where it is when no
         module brings it closer to the observation (choice index M).
+
+        ``chunk``: frames encoded and decoded at a time (bounds memory for long videos; the
+        results are the same up to float rounding).
 
         Returns ``slots`` (N, T, K, 2 + D) = (pos, feat), ``positions`` (N, T, K, 2) in pixels (x =
         column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K) (the first
@@ -461,11 +469,18 @@ class VIM(PyroModule):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"iterations must be a positive int, got {k!r}")
         stay = k > 1 if stay is None else bool(stay)
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive int, got {chunk!r}")
         with UseMeans():
-            states, records = self._guide(frames, iterations=k, stay=stay)
-        likelihood = self.likelihood(states)
+            states, records = self._guide(frames, iterations=k, stay=stay, encode_chunk=chunk)
         pos = torch.stack([h.pos for h in states], 1)
         feat = torch.stack([h.feat for h in states], 1)
+        masks, recon = [], []              # decoded ``chunk`` frames at a time (bounded memory)
+        for i in range(0, pos.shape[1], chunk):
+            rgb, logits = self.decode(pos[:, i:i + chunk], feat[:, i:i + chunk])
+            mixture = SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
+            masks.append(mixture.masks)
+            recon.append(mixture.mean)
         m = self.config.num_modules
         probs = torch.stack([its[0].selection_logits[..., :m].softmax(-1) for its in records], 1)
         choices = torch.stack([torch.stack([r.selection.argmax(-1) for r in its], 1)
@@ -482,8 +497,8 @@ class VIM(PyroModule):
             "iteration_selections": choices,
             "iteration_positions": self.to_pixels(module_pos),
             "iteration_slots": torch.cat([module_pos, module_feat], -1),
-            "masks": likelihood.masks,
-            "recon": likelihood.mean,
+            "masks": torch.cat(masks, 1),
+            "recon": torch.cat(recon, 1),
         }
 
     # ------------------------------------------------------------------ persistence

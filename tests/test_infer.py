@@ -307,3 +307,14 @@ def test_module_translations_are_the_modules_mean_moves_in_pixels():
     assert torch.allclose(out, steps, atol=1e-5)
     with pytest.raises(ValueError, match="states"):
         module_translations(vim, torch.zeros(2, K, 3))
+
+
+def test_infer_in_time_chunks_gives_the_same_results():
+    from .helpers import tiny_config
+    vim = VIM(tiny_config()).eval()
+    frames = torch.from_numpy(RandomWalk(image_size=16).generate(2, 9, 4).frames)
+    whole, chunked = vim.infer(frames, chunk=64), vim.infer(frames, chunk=2)
+    for key in whole:
+        assert torch.allclose(whole[key].float(), chunked[key].float(), atol=1e-5), key
+    with pytest.raises(ValueError, match="chunk must be a positive int"):
+        vim.infer(frames, chunk=0)
