@@ -51,3 +51,15 @@ def test_pyro_overhead_smoke():
     # the hand-written ELBO is the same function as Trace_ELBO's (same noise, same loss)
     assert result["max_loss_difference"] < 1e-5
     assert result["pyro_step_s"] > 0 and result["torch_step_s"] > 0 and result["ratio"] > 0
+
+
+def test_long_sequences_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    result = load("long_sequences").main([str(path), "--lengths", "3", "5",
+                                          "--num-sequences", "2"])
+    assert [r["seq_len"] for r in result["rows"]] == [3, 5]
+    assert all(0 <= r["accuracy"] <= 1 and r["tracking_error_mean"] >= 0 for r in result["rows"])
