@@ -1,5 +1,5 @@
 """pyro-vim: VIM (Variational Independent Modules for Video Prediction, Assouel et al. 2022)."""
-from .config import VIMConfig
+from .config import DataConfig, VIMConfig
 from .data import (
                    MOVES,
                    CompositionalRandomWalk,
@@ -11,11 +11,13 @@ from .data import (
 from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
 from .guides import KeyQueryGuide, SlotAttentionGuide
 from .model import VIM, SlotState
+from .models import build_model, load_model
 from .priors import KeyQueryPrior, UniformPrior
 
 __version__ = "0.1.0"
 
-__all__ = ["VIM", "VIMConfig", "SlotState", "VideoBatch", "RandomWalk", "CompositionalRandomWalk",
+__all__ = ["VIM", "VIMConfig", "DataConfig", "build_model", "load_model",
+           "SlotState", "VideoBatch", "RandomWalk", "CompositionalRandomWalk",
            "OODRandomWalk", "MOVES", "make_dataset", "SafeRelaxedOneHotCategorical",
            "SpatialGaussianMixture", "SlotAttentionGuide", "KeyQueryGuide", "KeyQueryPrior",
            "UniformPrior"]
