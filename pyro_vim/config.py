@@ -22,7 +22,7 @@ from . import registry
 from .nn.slot_attention import SLOT_INITS
 
 PRESETS = ("cpu", "paper")
-DATASETS = ("random_walk", "compositional", "ood")
+DATASETS = ("random_walk", "compositional", "ood", "npz")
 #: Top-level keys of configs written before the ``data`` section existed, and where they went.
 _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 
@@ -34,7 +34,9 @@ class DataConfig:
     The frames' side is the top-level ``VIMConfig.image_size`` (model and data share it).
     ``radius`` and ``colors`` are the balls' (``random_walk``, ``compositional``); ``ood``
     objects take their own sizes and palette.  ``min_moves``/``max_moves`` are the
-    compositional data's number of atomic moves between two frames.
+    compositional data's number of atomic moves between two frames.  ``name = "npz"`` trains on
+    recorded videos: ``path`` is a directory of ``.npz`` shards (:mod:`pyro_vim.data.shards`);
+    the generator fields are then unused.
     """
     name: str = "random_walk"
     num_objects: int = 3
@@ -45,6 +47,7 @@ class DataConfig:
     max_moves: int = 5
     background: Optional[Union[str, List[float]]] = None   # None (black), RGB, or "texture"
     texture_seed: int = 0
+    path: Optional[str] = None             # name = "npz": the directory of .npz shards
 
     def validate(self) -> "DataConfig":
         if self.name not in DATASETS:
@@ -79,6 +82,11 @@ class DataConfig:
                 or self.texture_seed < 0:
             raise ValueError(f"VIMConfig.data.texture_seed must be a non-negative int, got "
                              f"{self.texture_seed!r}")
+        if self.name == "npz" and (not isinstance(self.path, str) or not self.path):
+            raise ValueError("VIMConfig.data.name='npz' needs data.path, a directory of .npz "
+                             f"shards; got data.path={self.path!r}")
+        if self.path is not None and not isinstance(self.path, str):
+            raise ValueError(f"VIMConfig.data.path must be a string, got {self.path!r}")
         return self
 
     def generator_kwargs(self, image_size: int) -> Dict[str, Any]:
@@ -223,6 +231,10 @@ class VIMConfig:
 
     def make_generator(self):
         """The data generator this config describes (:func:`pyro_vim.data.make_dataset`)."""
+        if self.data.name == "npz":
+            from .data.shards import ShardData
+            return ShardData(self.data.path, self.image_size, holdout=self.eval_sequences,
+                             seed=self.seed)
         from .data import make_dataset
         return make_dataset(self.data.name, **self.data.generator_kwargs(self.image_size))
 

@@ -184,6 +184,36 @@ def summary_metrics(vim, batch: VideoBatch, fidelity: bool = True,
     return _json_ready(out)
 
 
+@torch.no_grad()
+def reconstruction_metrics(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str, Any]:
+    """What can be scored on videos without ground truth (a researcher's recorded data):
+    ``recon_mse`` (the inference model's squared error per frame, summed over pixels and
+    channels), ``recon_mse_per_pixel``, the held-out ELBO terms per transition step ``kl_z`` /
+    ``kl_r``, ``nll_x`` per frame, and the ``module_usage`` of the guide's choices."""
+    device = next(vim.parameters()).device
+    errors, usage = [], None
+    for i in range(0, len(frames), chunk):
+        part = torch.from_numpy(frames[i:i + chunk]).to(device)
+        out = vim.infer(part)
+        errors.append(((out["recon"] - part) ** 2).sum((-3, -2, -1)).cpu())
+        if "selections" in out:
+            counts = torch.bincount(out["selections"].reshape(-1).cpu(),
+                                    minlength=vim.config.num_modules).double()
+            usage = counts if usage is None else usage + counts
+    per_frame = torch.cat(errors)
+    pixels = frames.shape[-1] * frames.shape[-2] * frames.shape[-3]
+    terms = _elbo_terms(vim, frames)
+    steps, length = frames.shape[1] - 1, frames.shape[1]
+    out = {"accuracy": None, "recon_mse": float(per_frame.mean()),
+           "recon_mse_per_pixel": float(per_frame.mean()) / pixels,
+           "nll_x": terms.get("recon", float("nan")) / length,
+           "kl_z": terms.get("kl_z", float("nan")) / steps,
+           "kl_r": terms.get("kl_r", float("nan")) / steps}
+    if usage is not None:
+        out["module_usage"] = (usage / usage.sum()).tolist()
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Library
 # ------------------------------------------------------------------------------------------------

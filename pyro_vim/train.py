@@ -38,6 +38,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import VIMConfig
+from .data.shards import ShardData
 from .distributed import (
     Context,
     all_reduce_grads,
@@ -47,7 +48,7 @@ from .distributed import (
     gather_objects,
 )
 from .elbo import TermsELBO
-from .evaluate import evaluate_batch, identification
+from .evaluate import evaluate_batch, identification, reconstruction_metrics
 from .models import build_model
 from .rundir import RunLock, is_no_space, no_space_message
 from .tensorboard import make_logger
@@ -266,6 +267,14 @@ class Trainer:
         same whatever the number of processes, and disjoint across ranks)."""
         c, world, rank = self.config, self.dist.world_size, self.dist.rank
         lo, hi = rank * c.batch_size, (rank + 1) * c.batch_size
+        if isinstance(self.data, ShardData):   # recorded videos: DataLoader + DistributedSampler
+            if step < c.pretrain_steps:
+                frames = self.data.frames(step, c.batch_size, 2, rank, world)
+                frames = frames.reshape(-1, 1, *frames.shape[2:])
+            else:
+                frames = self.data.frames(step, c.batch_size,
+                                          c.seq_len_at(step - c.pretrain_steps), rank, world)
+            return frames.to(self.device)
         if step < c.pretrain_steps:
             # pre-training: the single frames of the global batch's 2-frame videos
             data = self.data.generate(c.batch_size * world, 2, train_seed(c, step))
@@ -388,6 +397,9 @@ class Trainer:
             self.last_eval = dict(custom(self.evaluation_batch()))
             return self.last_eval
         batch = self.evaluation_batch()
+        if batch.moves is None:            # recorded videos without ground truth
+            self.last_eval = reconstruction_metrics(self.model, batch.frames)
+            return self.last_eval
         if batch.moves.shape[-1] != 1:     # several moves per step: no rule to score
             report, _ = evaluate_batch(self.model, batch)
             self.last_eval = {"accuracy": None,
