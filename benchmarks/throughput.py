@@ -1,12 +1,23 @@
 """Throughput of the pieces that bound training speed: data generation, one SVI step
-(pre-training and dynamics) and evaluation, for a preset.
+(pre-training and dynamics) and evaluation, for a preset; and how the dynamics step scales.
 
     python benchmarks/throughput.py --preset cpu
+    python benchmarks/throughput.py --scaling --threads 2 --out scaling.json
+
+``--scaling`` times the dynamics step (forward + backward + optimiser) of the preset while one
+of sequence length T (4..20), slots K (2..8), modules M (1..8) and batch B (8..128) varies and
+the others keep the preset's values (T = seq_len_max), each in a fresh process so that its
+peak resident memory is its own.  It prints each curve's least-squares slope (seconds per unit)
+and the ratio of the largest to the smallest value, whose linear expectation is given beside.
+``--compare-discovery`` times the step with the model's shared discovery (the guide's
+p(z_0 | c) reused by the model) against recomputing it, interleaved in one process.
 """
 import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import time
 
@@ -26,12 +37,114 @@ def timed(fn, repeats):
     return (time.perf_counter() - start) / repeats
 
 
+SCALING = {"seq_len": (4, 8, 12, 16, 20), "num_slots": (2, 4, 6, 8),
+           "num_modules": (1, 2, 4, 8), "batch_size": (8, 32, 64, 128)}
+
+
+def dynamics_step_time(config: VIMConfig, repeats: int, device: str = "cpu") -> float:
+    """Seconds per dynamics SVI step of ``config`` at its longest sequence length."""
+    trainer = Trainer(config, device=device, progress=False)
+    offset = config.pretrain_steps + 10 ** 7          # past the curriculum: seq_len_max
+
+    def run():
+        trainer.step = offset
+        trainer.train_step()
+    return timed(run, repeats)
+
+
+def _one_point(preset: str, key: str, value: int, repeats: int, device: str) -> dict:
+    changes = {"seq_len_start": value, "seq_len_max": value} if key == "seq_len" \
+        else {key: value}
+    config = VIMConfig.preset(preset, **changes)
+    seconds = dynamics_step_time(config, repeats, device)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"key": key, "value": value, "step_s": seconds, "peak_rss_mb": peak_mb}
+
+
+def scaling(args) -> dict:
+    curves = {}
+    for key, values in SCALING.items():
+        if args.only and key not in args.only:
+            continue
+        points = []
+        for v in values[:args.max_points]:
+            cmd = [sys.executable, os.path.abspath(__file__), "--point", key, str(v),
+                   "--preset", args.preset, "--repeats", str(args.repeats), "--threads",
+                   str(args.threads), "--device", args.device]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            points.append(json.loads(out.strip().splitlines()[-1]))
+            print(json.dumps(points[-1]), flush=True)
+        xs = [pt["value"] for pt in points]
+        ys = [pt["step_s"] for pt in points]
+        n = len(xs)
+        mx, my = sum(xs) / n, sum(ys) / n
+        var = sum((x - mx) ** 2 for x in xs)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+        curves[key] = {"points": points, "slope_s_per_unit": slope,
+                       "intercept_s": my - slope * mx,
+                       "ratio_last_first": ys[-1] / ys[0],
+                       "linear_ratio": xs[-1] / xs[0]}
+    return curves
+
+
+def compare_discovery(config: VIMConfig, repeats: int, device: str) -> dict:
+    """Dynamics step with the shared discovery vs recomputed, interleaved (same process)."""
+    trainer = Trainer(config, device=device, progress=False)
+    offset = config.pretrain_steps + 10 ** 7
+    times = {True: [], False: []}
+    for share in (True, False):                  # warm-up both paths
+        trainer.vim.share_discovery = share
+        trainer.step = offset
+        trainer.train_step()
+    for _ in range(repeats):
+        for share in (True, False):
+            trainer.vim.share_discovery = share
+            trainer.step = offset
+            start = time.perf_counter()
+            trainer.train_step()
+            times[share].append(time.perf_counter() - start)
+    shared, recomputed = (sum(times[s]) / repeats for s in (True, False))
+    return {"shared_step_s": shared, "recomputed_step_s": recomputed,
+            "saving": 1 - shared / recomputed}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=PRESETS, default="cpu")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--scaling", action="store_true", help="step time against T, K, M, B")
+    p.add_argument("--only", nargs="+", choices=list(SCALING), default=None,
+                   help="with --scaling: these curves only")
+    p.add_argument("--max-points", type=int, default=None,
+                   help="with --scaling: the first points of each curve only (smoke runs)")
+    p.add_argument("--compare-discovery", action="store_true")
+    p.add_argument("--point", nargs=2, metavar=("KEY", "VALUE"), help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help="also write the result as JSON here")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.point:
+        result = _one_point(args.preset, args.point[0], int(args.point[1]), args.repeats,
+                            args.device)
+        print(json.dumps(result))
+        return result
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    if args.scaling or args.compare_discovery:
+        result = {"preset": args.preset, "device": args.device,
+                  "threads": torch.get_num_threads(), "machine": machine}
+        if args.scaling:
+            args.threads = torch.get_num_threads()
+            result["scaling"] = scaling(args)
+        if args.compare_discovery:
+            result["discovery"] = compare_discovery(VIMConfig.preset(args.preset),
+                                                    args.repeats, args.device)
+        print(json.dumps(result, indent=1))
+        if args.out:
+            with open(args.out, "w") as fh:
+                json.dump(result, fh, indent=1)
+        return result
     config = VIMConfig.preset(args.preset)
     trainer = Trainer(config, device=args.device, progress=False)
     gen = trainer.data

@@ -133,6 +133,10 @@ class VIM(PyroModule):
         self.register_buffer("z0_scale", torch.tensor(float(c.z0_scale)))
         self.register_buffer("z_pos_scale", torch.tensor(float(c.z_pos_scale) * pixel))
         self.z_kl_weight = 1.0
+        #: p(z_0 | c) computed by the guide, reused by the model of the same ELBO evaluation
+        #: (see :meth:`discovery`); ``share_discovery = False`` recomputes it
+        self.share_discovery = True
+        self._discovery_cache = None
 
     # ------------------------------------------------------------------ validation
     def check_frames(self, frames, min_frames: int = 2) -> torch.Tensor:
@@ -336,11 +340,30 @@ class VIM(PyroModule):
         """Sample ``z_0`` from p(z_0 | c), c = frames[:, 0] (the same distribution in the model
         and the guide: the guide's q(z_0 | c) is the discovery model).  Returns h_0 and the slots'
         mean colours.  Called inside the ``videos`` x ``slots`` plates."""
-        if features is None:
-            features = self.encoder(frames[:, 0])
-        loc, scale, colour = self.discover(features, frames[:, 0])
+        from_guide = features is not None
+        cached, self._discovery_cache = self._discovery_cache, None
+        key = self._discovery_key(frames) if self.share_discovery else None
+        if not from_guide and cached is not None and key is not None and cached[0] == key:
+            loc, scale, colour = cached[1]      # the guide's p(z_0 | c) on these very frames
+        else:
+            if features is None:
+                features = self.encoder(frames[:, 0])
+            loc, scale, colour = self.discover(features, frames[:, 0])
+            if from_guide and key is not None:
+                self._discovery_cache = (key, (loc, scale, colour))
         z0 = pyro.sample(sites.Z0, dist.Normal(loc, scale).to_event(1))
         return SlotState(z0[..., :2], z0[..., 2:]), colour
+
+    def _discovery_key(self, frames: torch.Tensor):
+        """What makes the guide's discovery valid for the model: the same frames tensor
+        (unchanged), the same parameter versions (no optimiser step in between) and the same
+        grad mode.  Discovery is deterministic (z_0's noise is sampled afterwards), so within
+        one ELBO evaluation the model's p(z_0 | c) equals the guide's q(z_0 | c) exactly; sharing
+        it removes the model's second encoder pass and slot attention on the context frame."""
+        params = (*self.encoder.parameters(), *self.slot_attention.parameters(),
+                  *self.state_norm.parameters(), self.z0_scale)
+        return (id(frames), frames.data_ptr(), frames._version, tuple(frames.shape),
+                torch.is_grad_enabled(), tuple(p._version for p in params))
 
     def model(self, frames: torch.Tensor, horizon: int = 0):
         """p(x, r, z | c) of Eq. 2; ``frames`` (N, T, 3, H, W) in [0, 1], c = frames[:, 0].

@@ -43,6 +43,17 @@ def test_throughput_smoke():
     assert result["generate_32x10_ms"] > 0 and result["pretrain_step_s"] > 0
 
 
+def test_throughput_scaling_smoke(tmp_path):
+    result = load("throughput").main(["--scaling", "--only", "num_modules", "--max-points", "2",
+                                      "--repeats", "1", "--compare-discovery",
+                                      "--out", str(tmp_path / "s.json")])
+    curve = result["scaling"]["num_modules"]
+    assert [pt["value"] for pt in curve["points"]] == [1, 2]
+    assert all(pt["step_s"] > 0 and pt["peak_rss_mb"] > 0 for pt in curve["points"])
+    assert curve["linear_ratio"] == 2 and curve["ratio_last_first"] > 0
+    assert result["discovery"]["shared_step_s"] > 0 and (tmp_path / "s.json").exists()
+
+
 def test_pyro_overhead_smoke():
     result = load("pyro_overhead").main([
         "--set", "image_size=16", "slot_dim=8", "encoder_channels=8", "decoder_channels=8",
