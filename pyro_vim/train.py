@@ -405,9 +405,15 @@ class Trainer:
         return self.last_eval
 
     def budget_spent(self) -> bool:
-        """Whether ``config.time_budget_s`` (when positive) is used up by :attr:`elapsed_s`."""
+        """Whether ``config.time_budget_s`` (when positive) is used up by :attr:`elapsed_s`
+        (under torch.distributed: on any rank, so that every rank stops at the same step)."""
         budget = self.config.time_budget_s
-        return bool(budget) and self.elapsed_s >= budget
+        if not budget:
+            return False
+        spent = float(self.elapsed_s >= budget)
+        if self.dist.enabled:
+            spent = all_reduce_sum([spent], self.dist)[0]
+        return spent > 0
 
     def _write_log(self, log, record) -> None:
         try:
@@ -433,9 +439,10 @@ class Trainer:
         checkpoint), so after a resume it holds every step exactly once.
 
         ``time_budget_s`` stops this call after that many seconds; ``config.time_budget_s`` (when
-        positive) stops training once :attr:`elapsed_s`, the training time summed over resumes,
-        reaches it.  Either way the loop ends after a whole step and the checkpoint is written,
-        so the run can be resumed (with a larger budget) or evaluated.
+        positive) stops training once :attr:`elapsed_s`, the training time summed over resumes
+        (the periodic evaluations excluded), reaches it.  Either way the loop ends after a whole
+        step and the checkpoint is written; a run killed before its budget is spent resumes
+        with the time it had used (saved in the checkpoint as ``elapsed_s``).
         """
         from tqdm.auto import tqdm
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -448,7 +455,7 @@ class Trainer:
         if main:
             self._truncate_log(self.step)
         start = time.time()
-        elapsed_before = self.elapsed_s
+        elapsed_before, evaluating = self.elapsed_s, 0.0
         bar = tqdm(total=steps, initial=min(self.step, steps),
                    disable=not (self.progress and main), dynamic_ncols=True)
         log = open(self.log_path, "a") if self.log_path and main else None
@@ -456,12 +463,13 @@ class Trainer:
             while self.step < steps and not self.budget_spent():
                 record = self.train_step()
                 record["time"] = time.time() - start
-                self.elapsed_s = elapsed_before + record["time"]
+                self.elapsed_s = elapsed_before + record["time"] - evaluating
                 c = self.config
                 dyn_step = self.step - c.pretrain_steps
                 if main and dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
                                                                or self.step == steps):
                     was_training, rng = self.vim.training, rng_state()
+                    eval_start = time.time()
                     self.vim.eval()
                     record["eval"] = self.evaluate()
                     if self._tb is not None:
@@ -469,6 +477,7 @@ class Trainer:
                             self.evaluation_batch().frames[0]).to(self.device))
                     self.vim.train(was_training)
                     set_rng_state(rng)  # evaluation never shifts training's random numbers
+                    evaluating += time.time() - eval_start   # not training time
                 if log:
                     self._write_log(log, record)
                 if self._tb is not None:

@@ -13,8 +13,8 @@ are updated by M schemata (``config.num_modules``), GRU cells shared by all obje
    ``1 - a_null``.  The ``top_k`` object files with the highest score are active, except those
    whose score is not above ``null_threshold`` (they attend mostly to the null row): an input that
    every object file ignores (e.g. a frame with no rows, or one whose keys lose to the null key)
-   activates nothing.  ``null_threshold = 0`` drops this condition: RIM's "always exactly k".  Inactive object
-   files keep their state *exactly* (through steps 3 and 4).
+   activates nothing.  ``null_threshold = 0`` drops this condition: RIM's "always exactly k".
+   Inactive object files keep their state *exactly* (through steps 3 and 4).
 3. **Schemata.**  Each of the M GRU schemata proposes ``GRU_m(a_k, h_k)``; the object file picks
    one by key-query attention (query from ``h_k``, keys from the M proposals) with a hard
    straight-through Gumbel-softmax while training and the argmax otherwise.
