@@ -159,6 +159,9 @@ class VIMConfig:
     eval_seq_len: int = 10
     seed: int = 0
     extra: Dict[str, Any] = field(default_factory=dict)
+    # -- wall-clock budget (Table 1: every family trains for the same time) -------------------
+    time_budget_s: float = 0.0  # training stops cleanly (checkpoint saved) after this many
+    #                             seconds of training, summed over resumes (0: no budget)
 
     def __post_init__(self):
         self.validate()
@@ -211,6 +214,10 @@ class VIMConfig:
         if not isinstance(self.freeze_perception, bool):
             raise ValueError(f"VIMConfig.freeze_perception must be a bool, "
                              f"got {self.freeze_perception!r}")
+        if isinstance(self.time_budget_s, bool) or not isinstance(
+                self.time_budget_s, (int, float)) or not 0 <= self.time_budget_s < math.inf:
+            raise ValueError(f"VIMConfig.time_budget_s must be a non-negative finite number of "
+                             f"seconds (0: no budget), got {self.time_budget_s!r}")
         if not isinstance(self.extra, dict):
             raise ValueError(f"VIMConfig.extra must be a dict, got {type(self.extra).__name__}")
         if self.decoder_kernel % 2 == 0 or self.encoder_kernel % 2 == 0:

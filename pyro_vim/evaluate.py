@@ -455,6 +455,12 @@ def _load(args):
         raise UsageError(f"cannot load checkpoint: {e}") from None
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
         raise UsageError(f"cannot load checkpoint {args.checkpoint!r}: {e}") from None
+    if getattr(vim, "supports_identification", True) is False:
+        raise UsageError(
+            f"{args.checkpoint!r} holds a {vim.config.model!r} model, which has no slot "
+            "positions or module selections for this command to score; score its "
+            "reconstruction with pyro_vim.baselines.table1.table1_metrics (or python -m "
+            "pyro_vim.run table1, which records it in metrics.json)")
     return vim.to(device).eval()
 
 

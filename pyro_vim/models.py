@@ -12,9 +12,11 @@ A model family is a class registered with :func:`pyro_vim.registry.register_mode
   (N, T-1, K) and ``slots``;
 * ``save(path, **extra)`` and the classmethod ``load(path, map_location)``;
 * ``from_config(config)`` — the classmethod that builds it;
-* optionally ``perception_parameters()`` (what ``freeze_perception`` keeps fixed) and
+* optionally ``perception_parameters()`` (what ``freeze_perception`` keeps fixed),
   ``evaluation_metrics(batch)`` (the trainer's periodic held-out metrics; default: rule
-  identification, :func:`pyro_vim.evaluate.identification`).
+  identification, :func:`pyro_vim.evaluate.identification`) and ``summary_metrics(batch)`` (the
+  held-out numbers :mod:`pyro_vim.run` records in ``metrics.json``; default:
+  :func:`pyro_vim.evaluate.summary_metrics`, which needs slots and module selections).
 
 :func:`build_model` and :func:`load_model` pick the class by the config's ``model`` name.
 """

@@ -77,6 +77,9 @@ def _held_out(config: VIMConfig, sequences: int, seq_len: int):
 COMPOSITION_TEST = {"sequences": 32, "seq_len": 6, "iterations": 8}
 #: Unseen-object targets of the "transfer" evaluation (Fig. 7): sequences, frames (10 steps).
 TRANSFER_TEST = {"sequences": 32, "seq_len": 11}
+#: The "table1" evaluation (Table 1): 5-frame held-out sequences (as many as --eval-sequences),
+#: and VIM's prior samples per one-step prediction.
+TABLE1_TEST = {"seq_len": 5, "prior_samples": 4}
 
 
 def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
@@ -89,7 +92,10 @@ def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
     try:
         pyro.set_rng_seed(default_seed(config) % 2 ** 32)
         test = config.replace(data=dict(eval_data)) if eval_data else config
-        out = summary_metrics(model, _held_out(test, sequences, seq_len))
+        held_out = _held_out(test, sequences, seq_len)
+        # a model without slots and module selections (the RIM/SCOFF baselines) has its own
+        own = getattr(model, "summary_metrics", None)
+        out = own(held_out) if own is not None else summary_metrics(model, held_out)
         seed = default_seed(config)
         if "composition" in evaluations:
             batch = composition_test_batch(config, COMPOSITION_TEST["sequences"],
@@ -102,6 +108,13 @@ def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
                                           TRANSFER_TEST["seq_len"], seed)
             out["transfer"] = transfer_errors(model, targets, config.make_generator())
             out["transfer_error_mean"] = out["transfer"]["mean"]
+        if "table1" in evaluations:
+            from .baselines.table1 import table1_metrics
+            batch = _held_out(test, sequences, TABLE1_TEST["seq_len"])
+            out["table1"] = table1_metrics(model, batch, TABLE1_TEST["prior_samples"])
+            out["table1_mse"] = out["table1"]["mse"]
+            if "mse_prior_one_step" in out["table1"]:      # VIM: (c), one step from the prior
+                out["table1_prior_mse"] = out["table1"]["mse_prior_one_step"]
         return out
     finally:
         model.train(was_training)

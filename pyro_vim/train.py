@@ -114,6 +114,8 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.saved_step: Optional[int] = None      # step of the last checkpoint written/loaded
+        #: seconds spent in ``run``'s training loop, summed over resumes (``time_budget_s``)
+        self.elapsed_s = 0.0
         self.last_eval: Dict[str, float] = {}
         # torchrun's environment (or an explicit Context); a single process otherwise
         self.dist = distributed if distributed is not None else from_env(self.device)
@@ -185,6 +187,7 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.saved_step = self.step
         self.skipped = int(ckpt.get("skipped", 0))
+        self.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
         ranks = ckpt.get("rng_ranks")
         world = len(ranks) if isinstance(ranks, list) else 1
         if world != self.dist.world_size:
@@ -234,7 +237,7 @@ class Trainer:
         if self.dist.is_main:
             try:
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.step,
-                                skipped=self.skipped, **extra)
+                                skipped=self.skipped, elapsed_s=float(self.elapsed_s), **extra)
             except CheckpointWriteError as e:
                 kept = (f"step {self.saved_step}" if self.saved_step is not None
                         else "none was written yet")
@@ -413,6 +416,17 @@ class Trainer:
                           "module_usage": report["module_usage"]}
         return self.last_eval
 
+    def budget_spent(self) -> bool:
+        """Whether ``config.time_budget_s`` (when positive) is used up by :attr:`elapsed_s`
+        (under torch.distributed: on any rank, so that every rank stops at the same step)."""
+        budget = self.config.time_budget_s
+        if not budget:
+            return False
+        spent = float(self.elapsed_s >= budget)
+        if self.dist.enabled:
+            spent = all_reduce_sum([spent], self.dist)[0]
+        return spent > 0
+
     def _write_log(self, log, record) -> None:
         try:
             log.write(_log_line(record))
@@ -435,6 +449,12 @@ class Trainer:
 
         The log first loses any line past the current step (left by a crash after the last
         checkpoint), so after a resume it holds every step exactly once.
+
+        ``time_budget_s`` stops this call after that many seconds; ``config.time_budget_s`` (when
+        positive) stops training once :attr:`elapsed_s`, the training time summed over resumes
+        (the periodic evaluations excluded), reaches it.  Either way the loop ends after a whole
+        step and the checkpoint is written; a run killed before its budget is spent resumes
+        with the time it had used (saved in the checkpoint as ``elapsed_s``).
         """
         from tqdm.auto import tqdm
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -447,18 +467,21 @@ class Trainer:
         if main:
             self._truncate_log(self.step)
         start = time.time()
+        elapsed_before, evaluating = self.elapsed_s, 0.0
         bar = tqdm(total=steps, initial=min(self.step, steps),
                    disable=not (self.progress and main), dynamic_ncols=True)
         log = open(self.log_path, "a") if self.log_path and main else None
         try:
-            while self.step < steps:
+            while self.step < steps and not self.budget_spent():
                 record = self.train_step()
                 record["time"] = time.time() - start
+                self.elapsed_s = elapsed_before + record["time"] - evaluating
                 c = self.config
                 dyn_step = self.step - c.pretrain_steps
                 if main and dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
                                                                or self.step == steps):
                     was_training, rng = self.vim.training, rng_state()
+                    eval_start = time.time()
                     self.vim.eval()
                     record["eval"] = self.evaluate()
                     if self._tb is not None:
@@ -466,6 +489,7 @@ class Trainer:
                             self.evaluation_batch().frames[0]).to(self.device))
                     self.vim.train(was_training)
                     set_rng_state(rng)  # evaluation never shifts training's random numbers
+                    evaluating += time.time() - eval_start   # not training time
                 if log:
                     self._write_log(log, record)
                 if self._tb is not None:

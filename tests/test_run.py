@@ -27,7 +27,9 @@ def read(path):
         return json.load(f)
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+# table1 trains the RIM/SCOFF baselines, which have no module identification to check here:
+# tests/test_baselines_rim.py smoke-runs it
+@pytest.mark.parametrize("name", sorted(set(EXPERIMENTS) - {"table1"}))
 def test_every_experiment_smoke_runs(tmp_path, name, capsys):
     exp = get_experiment(name)
     variants = list(exp.variants)[:2]

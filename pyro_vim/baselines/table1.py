@@ -1,0 +1,166 @@
+"""Table 1: reconstruction error of RIM, SCOFF and VIM over 5-frame sequences.
+
+The squared error of a frame is summed over pixels and channels (the paper's "MSE"); a
+:func:`summarise`\\ d score reports it per frame (averaged over the scored frames and the
+sequences, ``per_frame``) and per pixel (``per_pixel`` = ``per_frame / (3 H W)``), with the
+per-step means and the standard deviation over sequences.  The scored frames are 1..4, the four
+frames that have a past (RIM and SCOFF predict frame t from the true frames < t; frame 0 has none):
+
+* (a) :func:`teacher_forced_errors` — RIM/SCOFF: ``model.infer(frames)["recon"]``, each frame
+  predicted from the true previous frames (teacher forcing);
+* (b) :func:`inference_errors` — VIM with its inference network: ``vim.infer(frames)["recon"]``
+  (the guide sees frame t when it reconstructs it); also reported over all 5 frames;
+* (c) :func:`prior_one_step_errors` — VIM one step ahead from its prior: for every t, the guide
+  is run on frames ``0..t-1`` only (posterior samples of ``z_0``, ``r_{1..t-1}``,
+  ``z_{1..t-1}``) and the model is replayed on that trace with one step of horizon, so ``r_t``
+  and ``z_t`` are sampled from the model's prior (:func:`pyro_vim.infer.predict`); frame t is
+  the rendered mean of the predicted slots and never enters the computation.
+
+:func:`table1_metrics` scores a model of either kind on a :class:`~pyro_vim.data.VideoBatch`;
+``python -m pyro_vim.run table1`` records it in each run's ``metrics.json``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+__all__ = ["SEQ_LEN", "squared_errors", "summarise", "teacher_forced_errors",
+           "inference_errors", "prior_one_step_predictions", "prior_one_step_errors",
+           "table1_metrics"]
+
+#: Frames per Table 1 sequence.
+SEQ_LEN = 5
+
+
+def squared_errors(prediction, truth) -> np.ndarray:
+    """Squared error of each frame summed over channels and pixels: (N, T, 3, H, W) -> (N, T)."""
+    p = np.asarray(prediction.detach().cpu() if isinstance(prediction, torch.Tensor)
+                   else prediction, dtype=np.float64)
+    x = np.asarray(truth.detach().cpu() if isinstance(truth, torch.Tensor) else truth,
+                   dtype=np.float64)
+    if p.shape != x.shape or p.ndim != 5:
+        raise ValueError(f"prediction and truth must both be (N, T, 3, H, W), got {p.shape} "
+                         f"and {x.shape}")
+    return ((p - x) ** 2).sum(axis=(2, 3, 4))
+
+
+def summarise(se: np.ndarray, pixels: int, first_frame: int = 1) -> Dict[str, Any]:
+    """Scores of the squared errors ``se`` (N, T) of frames with ``pixels`` = 3 H W values,
+    over frames ``first_frame..T-1``: ``per_frame`` (mean over those frames and the sequences),
+    ``per_pixel``, ``per_step`` (one mean per scored frame), ``std_over_sequences`` (of each
+    sequence's mean), ``frames`` (the scored frame indices) and ``sequences``."""
+    se = np.asarray(se, dtype=np.float64)
+    if se.ndim != 2 or not 0 <= first_frame < se.shape[1]:
+        raise ValueError(f"se must be (N, T) with T > first_frame={first_frame}, got "
+                         f"{se.shape}")
+    part = se[:, first_frame:]
+    return {"per_frame": float(part.mean()), "per_pixel": float(part.mean() / pixels),
+            "per_step": part.mean(0).tolist(), "std_over_sequences": float(part.mean(1).std()),
+            "frames": list(range(first_frame, se.shape[1])), "sequences": int(se.shape[0])}
+
+
+def _frames(frames) -> torch.Tensor:
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames)
+    if not isinstance(frames, torch.Tensor) or frames.dim() != 5 or frames.shape[1] < 2:
+        raise ValueError("frames must be (N, T, 3, H, W) with T >= 2 frames, got "
+                         f"{getattr(frames, 'shape', type(frames).__name__)}")
+    return frames.float()
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def teacher_forced_errors(model, frames, chunk: int = 64) -> np.ndarray:
+    """(a) (N, T) squared errors of a teacher-forced predictor (RIM/SCOFF): frame t of
+    ``model.infer(frames)["recon"]`` is predicted from the true frames < t."""
+    frames = _frames(frames)
+    out = [squared_errors(model.infer(frames[i:i + chunk].to(_device(model)))["recon"],
+                          frames[i:i + chunk]) for i in range(0, len(frames), chunk)]
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def inference_errors(vim, frames, chunk: int = 64) -> np.ndarray:
+    """(b) (N, T) squared errors of VIM's reconstruction by its inference network."""
+    return teacher_forced_errors(vim, frames, chunk)   # the same call: infer(frames)["recon"]
+
+
+@torch.no_grad()
+def prior_one_step_predictions(vim, frames, num_samples: int = 4,
+                               chunk: int = 64) -> torch.Tensor:
+    """(c) VIM's one-step predictions from the prior, (num_samples, N, T-1, 3, H, W) on the CPU:
+    entry ``[s, n, t-1]`` is sample s of frame t predicted from frames ``0..t-1`` only (the guide
+    on those frames, then ``r_t`` and ``z_t`` from the model's prior and the mean of the rendered
+    mixture; :func:`pyro_vim.infer.predict` with a horizon of one frame)."""
+    from ..infer import predict
+    frames = _frames(frames)
+    device = _device(vim)
+    steps = []
+    for t in range(1, frames.shape[1]):
+        parts = [predict(vim, frames[i:i + chunk, :t].to(device), horizon=1,
+                         num_samples=num_samples)["frames"][:, :, 0].cpu()
+                 for i in range(0, len(frames), chunk)]
+        steps.append(torch.cat(parts, 1))                                  # (S, N, 3, H, W)
+    return torch.stack(steps, 2)
+
+
+@torch.no_grad()
+def prior_one_step_errors(vim, frames, num_samples: int = 4, chunk: int = 64) -> np.ndarray:
+    """(c) (num_samples, N, T-1) squared errors of :func:`prior_one_step_predictions` against
+    frames 1..T-1."""
+    frames = _frames(frames)
+    pred = prior_one_step_predictions(vim, frames, num_samples, chunk)
+    return np.stack([squared_errors(p, frames[:, 1:]) for p in pred])
+
+
+def table1_metrics(model, batch, num_samples: int = 4, chunk: int = 64,
+                   seq_len: Optional[int] = SEQ_LEN) -> Dict[str, Any]:
+    """Table 1 scores of ``model`` on ``batch`` (a VideoBatch or (N, T, 3, H, W) frames; the
+    first ``seq_len`` frames are used).
+
+    For VIM: ``vim_inference`` (b) over frames 1..4 and ``vim_inference_all_frames`` over 0..4,
+    ``vim_prior_one_step`` (c) over frames 1..4 (``num_samples`` prior samples per frame,
+    errors averaged over them); for RIM/SCOFF: ``teacher_forced`` (a) over frames 1..4 and
+    ``teacher_forced_all_frames`` (frame 0 predicted from the empty history).  ``mse`` and
+    ``mse_per_pixel`` are the model's Table 1 entry: (b) for VIM, (a) for the baselines; VIM
+    also has ``mse_prior_one_step``, (c)'s ``per_frame``.
+    """
+    from ..model import VIM
+    frames = batch.frames if hasattr(batch, "frames") else batch
+    frames = _frames(frames)
+    if seq_len is not None:
+        if frames.shape[1] < seq_len:
+            raise ValueError(f"Table 1 scores sequences of {seq_len} frames, got "
+                             f"{frames.shape[1]}")
+        frames = frames[:, :seq_len]
+    pixels = int(np.prod(frames.shape[2:]))
+    was_training = model.training
+    model.eval()
+    try:
+        if isinstance(model, VIM):
+            se = inference_errors(model, frames, chunk)
+            prior = prior_one_step_errors(model, frames, num_samples, chunk).mean(0)  # (N, T-1)
+            prior = np.concatenate([np.full((len(prior), 1), np.nan), prior], 1)
+            out = {"vim_inference": summarise(se, pixels),
+                   "vim_inference_all_frames": summarise(se, pixels, first_frame=0),
+                   "vim_prior_one_step": summarise(prior, pixels),
+                   "prior_samples": int(num_samples)}
+            headline = out["vim_inference"]
+        else:
+            se = teacher_forced_errors(model, frames, chunk)
+            out = {"teacher_forced": summarise(se, pixels),
+                   "teacher_forced_all_frames": summarise(se, pixels, first_frame=0)}
+            headline = out["teacher_forced"]
+    finally:
+        model.train(was_training)
+    out["mse"] = headline["per_frame"]
+    out["mse_per_pixel"] = headline["per_pixel"]
+    if "vim_prior_one_step" in out:
+        out["mse_prior_one_step"] = out["vim_prior_one_step"]["per_frame"]
+    out["seq_len"] = int(frames.shape[1])
+    return out
