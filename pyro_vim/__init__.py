@@ -13,6 +13,7 @@ from .guides import KeyQueryGuide, SlotAttentionGuide
 from .model import VIM, SlotState
 from .models import build_model, load_model
 from .priors import KeyQueryPrior, UniformPrior
+from . import baselines  # noqa: E402,F401  (registers the baseline model families)
 
 __version__ = "0.1.0"
 
