@@ -27,7 +27,13 @@ def read(path):
         return json.load(f)
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+#: the experiments of VIM itself (baselines have their own metrics and smoke tests, e.g.
+#: tests/test_baselines_gswm.py)
+VIM_EXPERIMENTS = sorted(name for name, e in EXPERIMENTS.items()
+                         if e.settings.get("model", "vim") == "vim")
+
+
+@pytest.mark.parametrize("name", VIM_EXPERIMENTS)
 def test_every_experiment_smoke_runs(tmp_path, name, capsys):
     exp = get_experiment(name)
     variants = list(exp.variants)[:2]
