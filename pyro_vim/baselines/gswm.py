@@ -38,10 +38,11 @@ LSTM's (h, c)):
   (d, g, s) = MLP([h, z_dyna]) (gated residual updates); the posteriors add a correction from
   the proposal glimpse (where) and from the glimpse at the sampled where_t (what).
 
-Discovery (t = 0): K learned proposals over the encoder map: a spatial softmax per object over
-the per-pixel features plus a Gaussian locality bias around a learned anchor (initialised on a
-grid), giving a soft-argmax position and a pooled feature, then where and presence heads; what
-comes from the glimpse encoder on the crop at the sampled where.
+Discovery (t = 0): K proposals over the encoder map (:meth:`GSWM.proposals`): an objectness map
+(a learned score of the per-pixel features plus the residual of the frame from the learned
+background) is explained away one proposal at a time (local soft-argmax around the maximum, then
+suppression of its neighbourhood); each proposal's position and pooled feature feed the where
+and presence heads; what comes from the glimpse encoder on the crop at the sampled where.
 
 Rendering: each object's glimpse decoder gives RGB, an alpha map and a depth (from z_what); the
 glimpses are placed by the inverse spatial transformer; the visible weight of object k at a
@@ -77,9 +78,10 @@ DEFAULTS: Dict[str, Any] = {
     "glimpse_size": 8,          # side of the glimpse (pixels of the crop / decoded patch)
     "z_dyna_dim": 8,            # size of the dynamics latent z_dyna
     "scale_min": 0.1,           # glimpse half-extent range, normalised units (1 = half image)
-    "scale_max": 0.6,
+    "scale_max": 0.4,
     "proposal_ratio": 2.0,      # proposal glimpse of the propagation posterior, x object size
-    "anchor_width": 0.5,        # std of the discovery proposals' locality bias (normalised)
+    "discovery_radius": 0.25,   # radius of a discovery proposal's attention (normalised)
+    "residual_gain": 10.0,      # weight of the background residual in the objectness map
     "pres_prior": 0.5,          # prior presence probability at discovery
     "pres_temperature": 0.5,    # binary-concrete temperature of z_pres
     "where_prior_scale": 1.0,   # std of p(z_where_0) (position and scale logits)
@@ -96,7 +98,8 @@ def gswm_settings(config: VIMConfig) -> Dict[str, Any]:
         v = out[name]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"config.extra[{name!r}] must be a positive int, got {v!r}")
-    for name in ("scale_min", "scale_max", "proposal_ratio", "anchor_width",
+    for name in ("scale_min", "scale_max", "proposal_ratio", "discovery_radius",
+                 "residual_gain",
                  "pres_temperature", "where_prior_scale", "kl_weight_start"):
         v = out[name]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
@@ -183,13 +186,12 @@ class GSWM(PyroModule):
         k, d, dd, hid = c.num_slots, c.slot_dim, s["z_dyna_dim"], c.module_hidden
         g, ch = s["glimpse_size"], c.encoder_channels
         self.glimpse = g
-        # discovery: per-pixel features, K spatial-softmax proposals with learned anchors
+        # discovery: per-pixel features and objectness, K proposals found in turn
         self.encoder = Encoder(ch, c.encoder_kernel, c.encoder_layers)
-        self.proposal_logits = nn.Linear(ch, k)
-        side = math.ceil(math.sqrt(k))
-        ticks = torch.linspace(-0.5, 0.5, side) if side > 1 else torch.zeros(1)
-        gy, gx = torch.meshgrid(ticks, ticks, indexing="ij")
-        self.anchors = nn.Parameter(torch.stack([gx, gy], -1).reshape(-1, 2)[:k].clone())
+        self.objectness = nn.Linear(ch, 1)
+        with torch.no_grad():                    # at first: the background residual alone
+            self.objectness.weight.zero_()
+            self.objectness.bias.zero_()
         self.where_head = MLP(ch, hid, 8)            # position offset, scale logits, 4 stds
         self.pres_head = MLP(ch, hid, 1)
         _small_last_layer(self.where_head, 0.1)
@@ -201,7 +203,8 @@ class GSWM(PyroModule):
         self.what_head = nn.Linear(hid, 2 * d)
         self.glimpse_decoder = MLP(d, c.decoder_channels * 4, 4 * g * g)
         self.depth_head = nn.Linear(d, 1)
-        self.background = nn.Parameter(torch.zeros(3))   # learned constant colour (logits)
+        # learned constant background colour (logits), initialised dark
+        self.background = nn.Parameter(torch.full((3,), -3.0))
         # propagation (one monolithic module, shared over objects)
         self.proposal_encoder = nn.Sequential(
             nn.Conv2d(3, ch, 3, padding=1), nn.ReLU(),
@@ -318,15 +321,37 @@ class GSWM(PyroModule):
                            self.grid.new_ones(n, k, c.slot_dim)).to_event(1)
         return pres, where, what
 
-    def discovery_posterior(self, frame: torch.Tensor):
-        """q(z_pres_0), q(z_where_0) from K learned proposals over the encoder map."""
+    def proposals(self, frame: torch.Tensor):
+        """K proposals over the encoder map, found in turn: (positions (N, K, 2), pooled
+        features (N, K, C)).
+
+        The objectness map is a learned per-pixel score of the encoder features plus
+        ``residual_gain`` times the squared residual of the frame from the learned background
+        colour.  Proposal k is the attention-weighted centroid of the objectness around the
+        current maximum (a Gaussian window of ``discovery_radius``); its neighbourhood is then
+        suppressed, so the next proposal finds another object (the K proposals explain the
+        frame away one after another, as non-maximum suppression)."""
         feats = self.encoder(frame)                                     # (N, HW, C)
-        d2 = (self.grid.unsqueeze(0) - self.anchors.unsqueeze(1)).pow(2).sum(-1)   # (K, HW)
-        logits = self.proposal_logits(feats).transpose(1, 2) \
-            - 0.5 * d2 / self.settings["anchor_width"] ** 2                         # (N, K, HW)
-        attn = logits.softmax(-1)
-        pos = attn @ self.grid                                          # (N, K, 2)
-        pooled = attn @ feats                                           # (N, K, C)
+        s = self.settings
+        background = torch.sigmoid(self.background).reshape(1, 3, 1, 1)
+        residual = (frame - background).pow(2).sum(1).flatten(1)        # (N, HW)
+        score = self.objectness(feats).squeeze(-1) + s["residual_gain"] * residual
+        width2 = s["discovery_radius"] ** 2
+        positions, pooled = [], []
+        for _ in range(self.config.num_slots):
+            centre = self.grid[score.detach().argmax(-1)]               # (N, 2)
+            d2 = (self.grid.unsqueeze(0) - centre.unsqueeze(1)).pow(2).sum(-1)
+            attn = (score - 0.5 * d2 / width2).softmax(-1)              # (N, HW)
+            pos = attn @ self.grid
+            positions.append(pos)
+            pooled.append((attn.unsqueeze(1) @ feats).squeeze(1))
+            near = (self.grid.unsqueeze(0) - pos.unsqueeze(1)).pow(2).sum(-1)
+            score = score - 1e3 * torch.exp(-0.5 * near / (2.25 * width2))
+        return torch.stack(positions, 1), torch.stack(pooled, 1)
+
+    def discovery_posterior(self, frame: torch.Tensor):
+        """q(z_pres_0), q(z_where_0) from the K proposals (:meth:`proposals`)."""
+        pos, pooled = self.proposals(frame)
         out = self.where_head(pooled)
         loc = torch.cat([pos + out[..., :2], out[..., 2:4]], -1)
         where = dist.Normal(loc, _scale(out[..., 4:] - 2.0)).to_event(1)
@@ -536,9 +561,9 @@ class GSWM(PyroModule):
         se = ((out["recon"].double().cpu().numpy() - batch.frames) ** 2).sum(axis=(2, 3, 4))
         scores = med(out["positions"], batch.positions, out["presence"])
         centroids = metrics.mask_centroids(out["masks"].cpu().numpy())
-        with np.errstate(invalid="ignore"):
-            centroids = np.where(np.isfinite(centroids), centroids, -1e3)   # empty masks
-        tracking = med(centroids, batch.positions)
+        positions = out["positions"].cpu().numpy()
+        centroids = np.where(np.isfinite(centroids), centroids, positions)   # empty masks
+        tracking = med(centroids, batch.positions, out["presence"])
         return {"recon_mse": float(se.mean()),
                 "recon_mse_per_pixel": float(se.mean() / np.prod(batch.frames.shape[2:])),
                 "med": scores["med"], "med_per_frame": scores["per_frame"],
