@@ -10,7 +10,9 @@ Each run lives in ``DIR/<experiment>[/<variant>]/seed=<s>/``: ``config.json`` (t
 model family, prior, guide, data), ``checkpoint.pt``, ``log.jsonl``, ``pretrained.pt`` and
 ``before.json`` (the model and its metrics after slot-attention pre-training, with untrained
 modules: the before-learning baseline) and ``metrics.json`` (written last; a run with it is
-complete). Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
+complete).  A model family with its own ``evaluation_metrics`` (a baseline such as G-SWM) is
+scored by them; the experiment's extra ``evaluations`` may add "composition" and "transfer"
+(VIM) or "med" (G-SWM's MED on Compositional Random Walk, single-step and multi-step). Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
 
 A killed sweep continues where it stopped when the same command is run again: complete runs are
 skipped, a started run resumes exactly from its checkpoint.  Changing a run's settings between
@@ -258,9 +260,14 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                                  experiment.name, variant, evaluations=experiment.evaluations,
                                  eval_data=experiment.eval_data)
             m = result["metrics"]
-            log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
-                f"{m.get('rule_module_accuracy')}, step error max "
-                f"{m.get('module_step_error_max')}, recon {m.get('recon_mse')}")
+            if "rule_module_accuracy" in m:
+                log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
+                    f"{m.get('rule_module_accuracy')}, step error max "
+                    f"{m.get('module_step_error_max')}, recon {m.get('recon_mse')}")
+            else:            # a baseline without modules (G-SWM): its own headline numbers
+                log(f"[{time.strftime('%H:%M:%S')}] {label}: recon {m.get('recon_mse')}, MED "
+                    f"{m.get('med')}, compositional MED single/multi-step "
+                    f"{m.get('compositional_med_single')}/{m.get('compositional_med_multi')}")
             results.append(result)
     return results
 

@@ -11,7 +11,7 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 import pyro_vim
-from pyro_vim import registry
+from pyro_vim import registry, report
 from pyro_vim import run as runner
 from pyro_vim.baselines import GSWM, med
 from pyro_vim.baselines.gswm import LogitRelaxedBernoulli
@@ -253,7 +253,7 @@ TINY = ["image_size=16", "slot_dim=8", "encoder_channels=8", "decoder_channels=8
         "seq_len_max=3", "eval_every=0", 'extra={"glimpse_size": 6, "z_dyna_dim": 4}']
 
 
-def test_the_gswm_experiment_smoke_runs_with_med(tmp_path, monkeypatch):
+def test_the_gswm_experiment_smoke_runs_with_med(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(runner.MED_TEST, "sequences", 2)
     monkeypatch.setitem(runner.MED_TEST, "seq_len", 3)
     exp = get_experiment("gswm")
@@ -273,3 +273,6 @@ def test_the_gswm_experiment_smoke_runs_with_med(tmp_path, monkeypatch):
     assert m["compositional_med_single"] == comp["single_step"]["med"]
     assert len(comp["multi_step"]["per_frame"]) == 2
     assert isinstance(load_model(os.path.join(folder, "checkpoint.pt")), GSWM)
+    assert "compositional MED" in capsys.readouterr().out
+    groups = report.aggregate(str(tmp_path))["experiments"]["gswm"]
+    assert groups[""]["metrics"]["compositional_med_multi"]["n"] == 1
