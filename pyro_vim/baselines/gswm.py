@@ -80,7 +80,7 @@ DEFAULTS: Dict[str, Any] = {
     "scale_min": 0.1,           # glimpse half-extent range, normalised units (1 = half image)
     "scale_max": 0.4,
     "proposal_ratio": 2.0,      # proposal glimpse of the propagation posterior, x object size
-    "discovery_radius": 0.25,   # radius of a discovery proposal's attention (normalised)
+    "discovery_radius": 0.2,    # std of a discovery proposal's attention window (normalised)
     "residual_gain": 10.0,      # weight of the background residual in the objectness map
     "pres_prior": 0.5,          # prior presence probability at discovery
     "pres_temperature": 0.5,    # binary-concrete temperature of z_pres
@@ -328,8 +328,9 @@ class GSWM(PyroModule):
         The objectness map is a learned per-pixel score of the encoder features plus
         ``residual_gain`` times the squared residual of the frame from the learned background
         colour.  Proposal k is the attention-weighted centroid of the objectness around the
-        current maximum (a Gaussian window of ``discovery_radius``); its neighbourhood is then
-        suppressed, so the next proposal finds another object (the K proposals explain the
+        current maximum (a Gaussian window of std ``discovery_radius``); its neighbourhood (a
+        Gaussian of std ``discovery_radius / 2`` scaled by 1000) is then suppressed, so the next
+        proposal finds another object (the K proposals explain the
         frame away one after another, as non-maximum suppression)."""
         feats = self.encoder(frame)                                     # (N, HW, C)
         s = self.settings
@@ -346,7 +347,8 @@ class GSWM(PyroModule):
             positions.append(pos)
             pooled.append((attn.unsqueeze(1) @ feats).squeeze(1))
             near = (self.grid.unsqueeze(0) - pos.unsqueeze(1)).pow(2).sum(-1)
-            score = score - 1e3 * torch.exp(-0.5 * near / (2.25 * width2))
+            # suppression: about 2.6 x discovery_radius / 2 wide (a ball's radius by default)
+            score = score - 1e3 * torch.exp(-2.0 * near / width2)
         return torch.stack(positions, 1), torch.stack(pooled, 1)
 
     def discovery_posterior(self, frame: torch.Tensor):
