@@ -1,4 +1,5 @@
 """pyro-vim: VIM (Variational Independent Modules for Video Prediction, Assouel et al. 2022)."""
+from . import baselines  # noqa: F401  (registers the baseline model families)
 from .config import DataConfig, VIMConfig
 from .data import (
                    MOVES,
@@ -13,7 +14,6 @@ from .guides import KeyQueryGuide, SlotAttentionGuide
 from .model import VIM, SlotState
 from .models import build_model, load_model
 from .priors import KeyQueryPrior, UniformPrior
-from . import baselines  # noqa: E402,F401  (registers the baseline model families)
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,8 @@ model family, prior, guide, data), ``checkpoint.pt``, ``log.jsonl``, ``pretraine
 modules: the before-learning baseline) and ``metrics.json`` (written last; a run with it is
 complete).  A model family with its own ``evaluation_metrics`` (a baseline such as G-SWM) is
 scored by them; the experiment's extra ``evaluations`` may add "composition" and "transfer"
-(VIM) or "med" (G-SWM's MED on Compositional Random Walk, single-step and multi-step). Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
+(VIM) or "med" (G-SWM's MED on Compositional Random Walk, single-step and multi-step).
+Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
 
 A killed sweep continues where it stopped when the same command is run again: complete runs are
 skipped, a started run resumes exactly from its checkpoint.  Changing a run's settings between

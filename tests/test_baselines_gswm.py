@@ -3,7 +3,6 @@ import json
 import os
 
 import numpy as np
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch

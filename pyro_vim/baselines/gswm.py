@@ -183,7 +183,7 @@ class GSWM(PyroModule):
                              "pyro_vim.models.build_model(config)")
         self.config = c = config
         s = self.settings = gswm_settings(c)
-        k, d, dd, hid = c.num_slots, c.slot_dim, s["z_dyna_dim"], c.module_hidden
+        d, dd, hid = c.slot_dim, s["z_dyna_dim"], c.module_hidden
         g, ch = s["glimpse_size"], c.encoder_channels
         self.glimpse = g
         # discovery: per-pixel features and objectness, K proposals found in turn

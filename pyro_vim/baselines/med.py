@@ -13,7 +13,7 @@ Positions follow :mod:`pyro_vim.metrics`' convention: ``(x, y) = (column, row)``
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 
