@@ -362,7 +362,8 @@ class GSWM(PyroModule):
         return pres, where
 
     def propagation_prior(self, state: State):
-        """p(z_dyna | state) and the function z_dyna -> (new LSTM state, p(where), p(what))."""
+        """p(z_dyna | where, what, h): the dynamics latent's prior (also what the guide samples
+        at the propagation iterations that see no frame)."""
         inp = torch.cat([state.where, state.what, state.h], -1)
         loc, raw = self.dyna_prior(inp).chunk(2, -1)
         return dist.Normal(loc, _scale(raw)).to_event(1)
