@@ -92,6 +92,23 @@ def test_model_and_guide_traces(k):
         == {"videos", "objects"}
 
 
+def test_multi_step_iterations_see_the_frame_only_at_the_last():
+    """With k = 3 propagation iterations between two frames, the guide samples iterations 1
+    and 2 from the prior itself (their KL is exactly 0) and only iteration 3 from a posterior
+    that sees the next frame."""
+    model = build_model(gswm_config())
+    frames = frames_of(2, 3)
+    gt = poutine.trace(model.guide).get_trace(frames, iterations=3)
+    mt = poutine.trace(poutine.replay(model.model, trace=gt)).get_trace(frames, iterations=3)
+    for t in (1, 2):
+        for symbol in ("z_dyna", "z_where", "z_what"):
+            for i in (1, 2, 3):
+                name = f"{symbol}_{t}_{i}"
+                value = gt.nodes[name]["value"]
+                kl = gt.nodes[name]["fn"].log_prob(value) - mt.nodes[name]["fn"].log_prob(value)
+                assert torch.allclose(kl, torch.zeros_like(kl), atol=1e-5) == (i < 3), name
+
+
 def test_elbo_is_finite_and_every_parameter_gets_a_gradient():
     model = build_model(gswm_config())
     loss = Trace_ELBO().differentiable_loss(model.model, model.guide, frames_of(2, 3))
