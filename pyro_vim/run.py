@@ -10,7 +10,10 @@ Each run lives in ``DIR/<experiment>[/<variant>]/seed=<s>/``: ``config.json`` (t
 model family, prior, guide, data), ``checkpoint.pt``, ``log.jsonl``, ``pretrained.pt`` and
 ``before.json`` (the model and its metrics after slot-attention pre-training, with untrained
 modules: the before-learning baseline) and ``metrics.json`` (written last; a run with it is
-complete). Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
+complete).  A model family with its own ``evaluation_metrics`` (a baseline such as G-SWM) is
+scored by them; the experiment's extra ``evaluations`` may add "composition" and "transfer"
+(VIM) or "med" (G-SWM's MED on Compositional Random Walk, single-step and multi-step).
+Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
 
 A killed sweep continues where it stopped when the same command is run again: complete runs are
 skipped, a started run resumes exactly from its checkpoint.  Changing a run's settings between
@@ -32,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import pyro
 import torch
 
+from .baselines.med import model_med
 from .checkpoint import CheckpointWriteError, config_differences, rng_state, set_rng_state
 from .config import VIMConfig
 from .evaluate import default_seed, summary_metrics
@@ -80,6 +84,9 @@ TRANSFER_TEST = {"sequences": 32, "seq_len": 11}
 #: The "table1" evaluation (Table 1): 5-frame held-out sequences (as many as --eval-sequences),
 #: and VIM's prior samples per one-step prediction.
 TABLE1_TEST = {"seq_len": 5, "prior_samples": 4}
+#: The "med" evaluation (Sec. 5.2 / Fig. 4: G-SWM's MED on Compositional Random Walk, 1-5
+#: moves per frame): sequences, frames, and the multi-step model's iterations between frames.
+MED_TEST = {"sequences": 32, "seq_len": 6, "iterations": 8}
 
 
 def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
@@ -93,10 +100,20 @@ def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
         pyro.set_rng_seed(default_seed(config) % 2 ** 32)
         test = config.replace(data=dict(eval_data)) if eval_data else config
         held_out = _held_out(test, sequences, seq_len)
-        # a model without slots and module selections (the RIM/SCOFF baselines) has its own
-        own = getattr(model, "summary_metrics", None)
-        out = own(held_out) if own is not None else summary_metrics(model, held_out)
+        # a family with its own held-out metrics (a baseline without module selections: RIM,
+        # SCOFF, G-SWM) is scored by them; VIM by the paper's summary metrics
+        own = getattr(model, "summary_metrics", None) or getattr(model, "evaluation_metrics",
+                                                                 None)
+        out = dict(own(held_out)) if own is not None else summary_metrics(model, held_out)
         seed = default_seed(config)
+        if "med" in evaluations:
+            batch = composition_test_batch(config, MED_TEST["sequences"], MED_TEST["seq_len"],
+                                           seed)
+            single = model_med(model, batch, 1)
+            multi = model_med(model, batch, MED_TEST["iterations"])
+            out["compositional_med"] = {"single_step": single, "multi_step": multi}
+            out["compositional_med_single"] = single["med"]
+            out["compositional_med_multi"] = multi["med"]
         if "composition" in evaluations:
             batch = composition_test_batch(config, COMPOSITION_TEST["sequences"],
                                            COMPOSITION_TEST["seq_len"], seed)
@@ -255,9 +272,14 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                                  experiment.name, variant, evaluations=experiment.evaluations,
                                  eval_data=experiment.eval_data)
             m = result["metrics"]
-            log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
-                f"{m.get('rule_module_accuracy')}, step error max "
-                f"{m.get('module_step_error_max')}, recon {m.get('recon_mse')}")
+            if "rule_module_accuracy" in m:
+                log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
+                    f"{m.get('rule_module_accuracy')}, step error max "
+                    f"{m.get('module_step_error_max')}, recon {m.get('recon_mse')}")
+            else:            # a baseline without modules (G-SWM): its own headline numbers
+                log(f"[{time.strftime('%H:%M:%S')}] {label}: recon {m.get('recon_mse')}, MED "
+                    f"{m.get('med')}, compositional MED single/multi-step "
+                    f"{m.get('compositional_med_single')}/{m.get('compositional_med_multi')}")
             results.append(result)
     return results
 
