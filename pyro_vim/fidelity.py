@@ -181,8 +181,8 @@ def composition_errors(vim, batch: VideoBatch, iterations: int = 8,
     stand = np.linalg.norm(true[:, 1:] - true[:, :-1], axis=-1)         # (N, T-1, O)
     count = (batch.moves >= 0).sum(-1)                                  # (N, T-1, O)
     by_moves = {int(c): float(err[..., -1, :][count == c].mean()) for c in np.unique(count)}
-    return {"per_iteration": err.mean(axis=(0, 1, 3)).tolist(), "final": float(err[..., -1, :]
-                                                                               .mean()),
+    per_iteration = err.astype(np.float64).mean(axis=(0, 1, 3)).tolist()
+    return {"per_iteration": per_iteration, "final": per_iteration[-1],
             "start": float(stand.mean()), "by_moves": by_moves, "iterations": k}
 
 

@@ -104,6 +104,10 @@ def test_a_single_process_is_unchanged(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert from_env().world_size == 1
     trainer = Trainer(tiny_config(), progress=False)
+    # the model's reuse of the guide's discovery (later than 08c2f4e) changes the loss by float
+    # rounding only (tests/test_shared_discovery.py checks it in float64); recomputing it
+    # reproduces the old computation bit for bit
+    trainer.vim.share_discovery = False
     losses = [trainer.train_step()["loss"] for _ in range(4)]
     # the losses of the same test before distributed training existed (commit 08c2f4e)
     assert losses == pytest.approx([7522.30810546875, 7379.708984375, 22831.951171875,
