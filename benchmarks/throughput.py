@@ -5,8 +5,9 @@
     python benchmarks/throughput.py --scaling --threads 2 --out scaling.json
 
 ``--scaling`` times the dynamics step (forward + backward + optimiser) of the preset while one
-of sequence length T (4..20), slots K (2..8), modules M (1..8) and batch B (8..128) varies and
-the others keep the preset's values (T = seq_len_max), each in a fresh process so that its
+of sequence length T (4..20), slots K (2..8; the data keep min(3, K - 1) balls), modules M
+(1..8) and batch B (8..128) varies and the others keep the preset's values (T = seq_len_max),
+each in a fresh process so that its
 peak resident memory is its own.  It prints each curve's least-squares slope (seconds per unit)
 and the ratio of the largest to the smallest value, whose linear expectation is given beside.
 ``--compare-discovery`` times the step with the model's shared discovery (the guide's
@@ -55,6 +56,8 @@ def dynamics_step_time(config: VIMConfig, repeats: int, device: str = "cpu") -> 
 def _one_point(preset: str, key: str, value: int, repeats: int, device: str) -> dict:
     changes = {"seq_len_start": value, "seq_len_max": value} if key == "seq_len" \
         else {key: value}
+    if key == "num_slots":     # slot 0 is the background: K slots track at most K - 1 balls
+        changes["data"] = {"num_objects": min(3, value - 1)}
     config = VIMConfig.preset(preset, **changes)
     seconds = dynamics_step_time(config, repeats, device)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -71,7 +74,10 @@ def scaling(args) -> dict:
             cmd = [sys.executable, os.path.abspath(__file__), "--point", key, str(v),
                    "--preset", args.preset, "--repeats", str(args.repeats), "--threads",
                    str(args.threads), "--device", args.device]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"{key}={v} failed:\n{proc.stderr[-2000:]}")
+            out = proc.stdout
             points.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(points[-1]), flush=True)
         xs = [pt["value"] for pt in points]
