@@ -344,7 +344,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out!r} exists and is not a folder")
         for v in (variants or experiment.variants):
-            experiment.config(v, 0, args.overrides)
+            if experiment.config(v, 0, args.overrides).data.name == "npz":
+                raise ValueError(
+                    "the runner's experiments score the paper's ground truth (generated data); "
+                    "data.name=npz (recorded videos) trains with examples/train_random_walk.py "
+                    "--set data.name=npz data.path=DIR (see guides/your_own_data.md)")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

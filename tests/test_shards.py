@@ -133,3 +133,12 @@ def test_trainer_learns_from_frames_only_shards(shard_dir, tmp_path):
         assert torch.equal(again.batch(5), trainer.batch(5))
     finally:
         again.close()
+
+
+def test_the_runner_refuses_recorded_videos_up_front(shard_dir, tmp_path, capsys):
+    from pyro_vim import run as runner
+    path, _ = shard_dir
+    code = runner.main(["random_walk", "--out", str(tmp_path / "runs"), "--set",
+                        "data.name=npz", f"data.path={path}"])
+    assert code == 2 and "examples/train_random_walk.py" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()            # nothing written
