@@ -24,6 +24,9 @@ from .nn.slot_attention import SLOT_INITS
 PRESETS = ("cpu", "paper")
 DATASETS = ("random_walk", "compositional", "ood", "npz")
 #: Top-level keys of configs written before the ``data`` section existed, and where they went.
+#: Fields added after configs were first saved, with the value that reproduces those configs'
+#: models (a checkpoint restores exactly what was trained).  A dict without the key gets it.
+_BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample"}
 _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 
 
@@ -136,7 +139,10 @@ class VIMConfig:
     z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
     selection_scale: float = 1.0  # pixels: distance scale of the module-selection posterior
     z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
-    r_kl: str = "sample"        # module-choice KL: "sample" (Trace_ELBO's) or "categorical"
+    r_kl: str = "categorical"   # module-choice KL: "categorical" (analytic, between the choice
+    #                             distributions) or "sample" (Trace_ELBO's relaxed Monte Carlo)
+    prior_octaves: int = -1     # octave features of positions in the selection prior: -1 derives
+    #                             them from image_size (finest period <= 4 px), 0 = raw positions
     # -- training ----------------------------------------------------------------------------
     batch_size: int = 32
     lr: float = 1e-3
@@ -205,6 +211,10 @@ class VIMConfig:
                 or self.eval_seq_len < 2:
             raise ValueError(f"VIMConfig.eval_seq_len must be an int >= 2, "
                              f"got {self.eval_seq_len!r}")
+        if isinstance(self.prior_octaves, bool) or not isinstance(self.prior_octaves, int) \
+                or self.prior_octaves < -1:
+            raise ValueError(f"VIMConfig.prior_octaves must be an int >= -1 (-1: derived from "
+                             f"image_size, 0: raw positions), got {self.prior_octaves!r}")
         if self.r_kl not in ("sample", "categorical"):
             raise ValueError(f"VIMConfig.r_kl must be 'sample' or 'categorical', got "
                              f"{self.r_kl!r}")
@@ -256,6 +266,14 @@ class VIMConfig:
         return self.data.name
 
     @property
+    def prior_octaves_resolved(self) -> int:
+        """The prior's octaves: ``prior_octaves``, or for -1 the fewest whose finest period,
+        (image_size - 1) / 2^(octaves - 1) pixels, is at most 4 px (4 for 32x32 frames)."""
+        if self.prior_octaves >= 0:
+            return self.prior_octaves
+        return max(1, math.ceil(math.log2(max(self.image_size - 1, 1) / 4.0)) + 1)
+
+    @property
     def state_dim(self) -> int:
         """Size of a slot state h = (2-D position, appearance features)."""
         return 2 + self.slot_dim
@@ -296,6 +314,8 @@ class VIMConfig:
         if not isinstance(d, dict):
             raise TypeError(f"VIMConfig.from_dict expects a dict, got {type(d).__name__}")
         d = _migrate(d)
+        for name, value in _BEFORE_FIELD.items():
+            d.setdefault(name, value)        # a config saved before the field existed
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

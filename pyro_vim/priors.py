@@ -4,7 +4,9 @@ A prior is a ``PyroModule`` with ``logits(pos, feat, cand_pos, cand_feat) -> (N,
 to ``VIM(config, prior=...)`` to swap it (the ablations of the design card).
 
 * :class:`KeyQueryPrior` (``VIMConfig(prior="keyquery")``) — the paper's: query from the slot
-  state, keys from the M candidates.
+  state, keys from the M candidates.  Positions enter through octave features
+  (``VIMConfig.prior_octaves``, :class:`~pyro_vim.nn.PositionFeatures`): with raw coordinates
+  the prior needed thousands of steps to learn that moves across a frame border never happen.
 * :class:`UniformPrior` (``prior="uniform"``) — no learned preference: every module equally likely.
 A one-module monolithic transition is ``VIMConfig(num_modules=1)`` with either prior.  Each prior
 is registered under its config name (:mod:`pyro_vim.registry`) and built by ``from_config``.
@@ -12,23 +14,26 @@ is registered under its config name (:mod:`pyro_vim.registry`) and built by ``fr
 import torch
 from pyro.nn import PyroModule
 
-from .nn import KeyQuery
+from .nn import KeyQuery, PositionFeatures
 from .registry import PRIORS, register_prior
 
 
 @register_prior("keyquery")
 class KeyQueryPrior(PyroModule):
-    def __init__(self, state_dim: int, hidden: int = 64, key_dim: int = 32):
+    def __init__(self, state_dim: int, hidden: int = 64, key_dim: int = 32, octaves: int = 0):
         super().__init__()
-        self.attention = KeyQuery(state_dim, state_dim, hidden, key_dim)
+        self.position = PositionFeatures(octaves)
+        dim = state_dim - 2 + self.position.out_dim
+        self.attention = KeyQuery(dim, dim, hidden, key_dim)
 
     @classmethod
     def from_config(cls, config) -> "KeyQueryPrior":
-        return cls(config.state_dim, config.update_hidden, config.keyquery_dim)
+        return cls(config.state_dim, config.update_hidden, config.keyquery_dim,
+                   config.prior_octaves_resolved)
 
     def logits(self, pos, feat, cand_pos, cand_feat) -> torch.Tensor:
-        query = torch.cat([pos, feat], -1)
-        keys = torch.cat([cand_pos, cand_feat], -1)
+        query = torch.cat([self.position(pos), feat], -1)
+        keys = torch.cat([self.position(cand_pos), cand_feat], -1)
         return self.attention(query, keys)
 
 

@@ -61,6 +61,32 @@ class TransitionModules(nn.Module):
         return x[..., :2], x[..., 2:]
 
 
+class PositionFeatures(nn.Module):
+    """(x, y) in normalised units -> (x, y, sin(pi 2^k x), cos(pi 2^k x), ... k < octaves).
+
+    An MLP on raw coordinates in [-1, 1] learns a sharp function of position (a frame border
+    a few pixels wide) only slowly; octave features make it one layer away.  ``octaves = 0``
+    is the identity."""
+
+    def __init__(self, octaves: int):
+        super().__init__()
+        if isinstance(octaves, bool) or not isinstance(octaves, int) or octaves < 0:
+            raise ValueError(f"octaves must be an int >= 0, got {octaves!r}")
+        self.octaves = octaves
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(octaves, dtype=torch.float),
+                             persistent=False)
+
+    @property
+    def out_dim(self) -> int:
+        return 2 + 4 * self.octaves
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        if self.octaves == 0:
+            return pos
+        angle = (pos.unsqueeze(-1) * self.freqs.to(pos.dtype)).flatten(-2)
+        return torch.cat([pos, angle.sin(), angle.cos()], -1)
+
+
 class KeyQuery(nn.Module):
     """Key-query attention logits between one query per slot and M keys (A.1: 2-layer MLPs)."""
 
