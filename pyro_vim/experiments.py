@@ -17,8 +17,9 @@ them; :mod:`pyro_vim.report` aggregates them.
   run trained for the same wall-clock budget (``time_budget_s``); each run is scored by the Table 1
   reconstruction error over 5-frame sequences (:mod:`pyro_vim.baselines.table1`).
 * ``ablations``: the key-query module-selection prior vs a uniform prior, the slot-attention
-  guide (default) vs the paper's plain key-query guide, and the Monte Carlo relaxed module KL
-  (default) vs the analytic categorical KL.
+  guide (default) vs the paper's plain key-query guide, the analytic categorical module KL
+  (default) vs Trace_ELBO's Monte Carlo estimate on relaxed samples, and the prior's octave
+  position features (default) vs raw positions.
 * ``gswm`` (Sec. 5.2, Fig. 4): the compact G-SWM baseline (:mod:`pyro_vim.baselines.gswm`)
   trained on atomic Random Walk at the cpu preset's sizes, seeds 0-2; its held-out metrics are
   its own (reconstruction, MED, mask tracking error) and the "med" evaluation scores G-SWM's MED
@@ -153,13 +154,15 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "ablations", "Secs. 3.1-3.2 (ablations)",
         "Module-selection prior (key-query, the paper's, vs uniform), guide (slot attention "
-        "with the position score, the default, vs the paper's plain key-query selection) and the "
-        "module-choice KL (Monte Carlo on relaxed samples, the default, vs the analytic "
-        "categorical KL), each changed alone from the default.",
+        "with the position score, the default, vs the paper's plain key-query selection), the "
+        "module-choice KL (analytic between the categorical choices, the default, vs the Monte "
+        "Carlo estimate on relaxed samples) and the prior's position input (octave features, "
+        "the default, vs raw coordinates), each changed alone from the default.",
         settings=dict(SHORT_SCHEDULE),
         variants={"default": {}, "prior=uniform": {"prior": "uniform"},
                   "guide=keyquery": {"guide": "keyquery"},
-                  "r_kl=categorical": {"r_kl": "categorical"}}),
+                  "r_kl=sample": {"r_kl": "sample"},
+                  "prior_octaves=0": {"prior_octaves": 0}}),
     Experiment(
         "table1", "Table 1",
         "RIM and SCOFF (deterministic, teacher-forced next-frame predictors) vs VIM on Random "

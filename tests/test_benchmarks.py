@@ -74,3 +74,19 @@ def test_long_sequences_smoke(tmp_path):
                                           "--num-sequences", "2"])
     assert [r["seq_len"] for r in result["rows"]] == [3, 5]
     assert all(0 <= r["accuracy"] <= 1 and r["tracking_error_mean"] >= 0 for r in result["rows"])
+
+
+def test_prior_diagnosis_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    script = load("prior_diagnosis")
+    out = script.main([str(path), "--what", "walls", "--videos", "2"])
+    assert 0 <= out["q_impossible_at_walls"] <= 1 and 0 <= out["p_impossible_at_walls"] <= 1
+    curve = script.main([str(path), "--what", "refit", "--octaves", "2", "--steps", "5",
+                         "--videos", "3"])
+    assert [row[0] for row in curve] == [0, 1, 2, 3, 4, 5]
+    sampled = script.main([str(path), "--what", "sampling", "--videos", "2"])
+    assert len(sampled) == 4

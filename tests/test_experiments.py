@@ -40,6 +40,10 @@ def test_every_module_count_has_the_same_transition_parameters():
 def test_variant_keys_win_and_unknown_variants_are_named():
     exp = get_experiment("ablations")
     assert exp.config("prior=uniform", 0, ["prior=keyquery"]).prior == "uniform"
+    default = exp.config("default", 0)
+    assert (default.r_kl, default.prior_octaves) == ("categorical", -1)
+    assert exp.config("r_kl=sample", 0).r_kl == "sample"
+    assert exp.config("prior_octaves=0", 0).prior_octaves == 0
     with pytest.raises(ValueError, match="no variant 'prior=flat'"):
         exp.config("prior=flat", 0)
     with pytest.raises(ValueError, match="unknown experiment"):

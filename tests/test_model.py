@@ -1,3 +1,4 @@
+import math
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -5,7 +6,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
-from pyro_vim import VIM, KeyQueryGuide, SafeRelaxedOneHotCategorical, UniformPrior
+from pyro_vim import VIM, KeyQueryGuide, SafeRelaxedOneHotCategorical, UniformPrior, VIMConfig
 from pyro_vim.data import RandomWalk
 from pyro_vim.elbo import TermsELBO
 
@@ -210,3 +211,83 @@ def test_categorical_module_kl():
     assert vim.prior.attention.query[0].weight.grad.abs().sum() > 0   # the prior learns
     from pyro_vim.train import Trainer
     assert Trainer(tiny_config(r_kl="categorical"), progress=False).elbo.categorical_r
+    assert not Trainer(tiny_config(r_kl="sample"), progress=False).elbo.categorical_r
+    assert VIMConfig().r_kl == "categorical"
+
+
+def test_position_features():
+    from pyro_vim.nn import PositionFeatures
+    pos = torch.tensor([[0.25, -0.5]])
+    assert torch.equal(PositionFeatures(0)(pos), pos)
+    out = PositionFeatures(3)(pos)
+    assert out.shape == (1, 2 + 4 * 3)
+    assert torch.equal(out[:, :2], pos)
+    x = 0.25 * math.pi * torch.tensor([1.0, 2.0, 4.0])
+    assert torch.allclose(out[0, 2:5], x.sin())          # sin of x at each octave
+    assert PositionFeatures(3).state_dict() == {}          # nothing new in checkpoints
+    with pytest.raises(ValueError, match="octaves"):
+        PositionFeatures(-1)
+
+
+def test_prior_octaves_config_and_legacy_checkpoints():
+    assert VIMConfig().prior_octaves_resolved == 4        # 32x32: finest period 31/8 px
+    assert VIMConfig(image_size=48).prior_octaves_resolved == 5
+    assert VIMConfig(prior_octaves=2).prior_octaves_resolved == 2
+    with pytest.raises(ValueError, match="prior_octaves"):
+        VIMConfig(prior_octaves=-2)
+    with pytest.raises(ValueError, match="prior_octaves"):
+        VIMConfig(prior_octaves=1.5)
+    # a config saved before the fields existed restores the model it trained
+    old = VIMConfig().to_dict()
+    del old["prior_octaves"], old["r_kl"]
+    restored = VIMConfig.from_dict(old)
+    assert restored.prior_octaves == 0 and restored.r_kl == "sample"
+    raw = VIM(tiny_config(prior_octaves=0))
+    assert raw.prior.attention.query[0].in_features == raw.config.state_dim
+    octv = VIM(tiny_config(prior_octaves=3))
+    assert octv.prior.attention.query[0].in_features == octv.config.state_dim + 12
+
+
+def _wall_data(n, gen, bound=0.8, step=0.2):
+    """Slots uniform in [-1, 1]^2, four candidate moves of ``step``; the target choice
+    distribution is uniform over the moves that stay within ``bound`` (a frame's border)."""
+    pos = torch.rand(n, 2, generator=gen) * 2 - 1
+    moves = torch.tensor([[0.0, -1.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 0.0]]) * step
+    cand = pos[:, None] + moves
+    legal = (cand.abs() <= bound).all(-1).float()
+    keep = legal.sum(-1) > 0
+    pos, cand, legal = pos[keep], cand[keep], legal[keep]
+    return pos, cand, legal / legal.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("octaves", [0, 4])
+def test_selection_prior_learns_a_border(octaves):
+    """What the octave features are for: the key-query prior, fitted by the categorical
+    cross-entropy the analytic module KL gives it, learns that moves across a border never
+    happen.  With octaves it does so within 300 steps; raw positions stay well short."""
+    from pyro_vim.priors import KeyQueryPrior
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    prior = KeyQueryPrior(state_dim=2 + 4, hidden=32, key_dim=16, octaves=octaves)
+    feat = torch.zeros(1, 4)
+    opt = torch.optim.Adam(prior.parameters(), lr=1e-3)
+
+    def logits(pos, cand):
+        return prior.logits(pos, feat.expand(len(pos), 4), cand,
+                            feat.expand(*cand.shape[:2], 4))
+
+    for _ in range(300):
+        pos, cand, target = _wall_data(128, gen)
+        loss = -(target * logits(pos, cand).log_softmax(-1)).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    pos, cand, target = _wall_data(4000, gen)
+    with torch.no_grad():
+        p = logits(pos, cand).softmax(-1)
+    wall = (target == 0).any(-1)
+    impossible = (p * (target == 0)).sum(-1)[wall].mean()
+    if octaves:
+        assert impossible < 0.05
+    else:
+        assert impossible > 0.1
