@@ -4,7 +4,9 @@
 
 Held-out sequences of each length (data seed 3_000_000_000 + config.seed, as in
 ``python -m pyro_vim.evaluate``); prints one JSON line per length: rule-module accuracy, tracking
-error (mean and on the last frame) and seconds.
+error (mean and on the last frame), where the errors come from (the median ball's error on the
+last frame, and the share of balls ``lost``: farther than their radius from their slot on the
+last frame), the accuracy on the first and on the last 9 transitions, and seconds.
 """
 import argparse
 import json
@@ -18,7 +20,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pyro_vim.evaluate import default_seed, identification  # noqa: E402
+from pyro_vim import metrics  # noqa: E402
+from pyro_vim.evaluate import _infer_all, default_seed  # noqa: E402
 from pyro_vim.models import load_model  # noqa: E402
 
 
@@ -39,11 +42,34 @@ def main(argv=None):
     for t in args.lengths:
         start = time.time()
         batch = gen.generate(args.num_sequences, t, default_seed(vim.config))
-        report = identification(vim, batch)
+        inf = _infer_all(vim, batch.frames, 64)
+        report = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
+                                               inf["selections"], vim.config.num_modules)
         errors = np.asarray(report["position_error"], dtype=float)
+        # per ball, last frame: the slot matched on frame 0 vs the ball
+        slot_pos = metrics.mask_centroids(inf["masks"][:, -1:])[:, 0]       # (N, K, 2)
+        matching = np.asarray(report["matching"])
+        ball = np.take_along_axis(slot_pos, matching[..., None].repeat(2, -1), 1)
+        last = np.linalg.norm(ball - batch.positions[:, -1], axis=-1)       # (N, O)
+        radius = np.asarray(batch.attributes["size"], dtype=float)
+        window = min(9, t - 1)
+        assignment = {(metrics.MOVES.index(r) if isinstance(r, str) else int(r)): int(m)
+                      for r, m in report["assignment"].items()}
+
+        def accuracy(sl):
+            conf = metrics.selection_confusion(batch.moves[:, sl], inf["selections"][:, sl],
+                                               matching, vim.config.num_modules)
+            conf = np.asarray(conf, dtype=float)     # scored with the whole run's assignment
+            hits = sum(conf[r, m] for r, m in assignment.items())
+            return float(hits / conf.sum()) if conf.sum() else float("nan")
+
         row = {"seq_len": t, "accuracy": report["rule_module_accuracy"],
                "tracking_error_mean": report["mean_position_error"],
                "tracking_error_last_frame": float(errors[-1]),
+               "median_error_last_frame": float(np.nanmedian(last)),
+               "lost_last_frame": float(np.nanmean(last > radius)),
+               "accuracy_first_transitions": accuracy(slice(0, window)),
+               "accuracy_last_transitions": accuracy(slice(t - 1 - window, t - 1)),
                "seconds": round(time.time() - start, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)

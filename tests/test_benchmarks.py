@@ -74,6 +74,8 @@ def test_long_sequences_smoke(tmp_path):
                                           "--num-sequences", "2"])
     assert [r["seq_len"] for r in result["rows"]] == [3, 5]
     assert all(0 <= r["accuracy"] <= 1 and r["tracking_error_mean"] >= 0 for r in result["rows"])
+    assert all(0 <= r["lost_last_frame"] <= 1 and r["median_error_last_frame"] >= 0
+               and 0 <= r["accuracy_last_transitions"] <= 1 for r in result["rows"])
 
 
 def test_prior_diagnosis_smoke(tmp_path):
