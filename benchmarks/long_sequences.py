@@ -63,6 +63,20 @@ def main(argv=None):
             hits = sum(conf[r, m] for r, m in assignment.items())
             return float(hits / conf.sum()) if conf.sum() else float("nan")
 
+        # the frame where each lost ball's slot first strays beyond its radius, and whether
+        # another ball was then within two radii of it (a crossing)
+        all_pos = metrics.mask_centroids(inf["masks"])                     # (N, T, K, 2)
+        track = np.take_along_axis(all_pos, matching[:, None, :, None].repeat(t, 1)
+                                   .repeat(2, -1), 2)                     # (N, T, O, 2)
+        err = np.linalg.norm(track - batch.positions, axis=-1)             # (N, T, O)
+        gaps = np.linalg.norm(batch.positions[:, :, :, None] - batch.positions[:, :, None],
+                              axis=-1)
+        gaps = gaps + np.eye(gaps.shape[-1]) * 1e9
+        crossing, lost_at = [], []
+        for i, j in zip(*np.nonzero(last > radius)):
+            f = int(np.argmax(err[i, :, j] > radius[i, j]))
+            lost_at.append(f)
+            crossing.append(bool(gaps[i, max(0, f - 1):f + 1, j].min() <= 2 * radius[i, j]))
         row = {"seq_len": t, "accuracy": report["rule_module_accuracy"],
                "tracking_error_mean": report["mean_position_error"],
                "tracking_error_last_frame": float(errors[-1]),
@@ -70,6 +84,8 @@ def main(argv=None):
                "lost_last_frame": float(np.nanmean(last > radius)),
                "accuracy_first_transitions": accuracy(slice(0, window)),
                "accuracy_last_transitions": accuracy(slice(t - 1 - window, t - 1)),
+               "lost_frames": lost_at,
+               "lost_at_crossing": float(np.mean(crossing)) if crossing else None,
                "seconds": round(time.time() - start, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -10,6 +10,10 @@ settings):
                     samples it) and with a hard categorical choice (the argmax of the same
                     relaxed sample, an exact categorical draw), each with the update z sampled or
                     at its mean: is the relaxed mixing of candidates to blame?
+``--what mixing``   the mean weight that the relaxed posterior sample (temperature tau, 200
+                    Gumbel draws per choice) gives the most probable module of each ball's slot,
+                    and q's own largest probability: the shrinkage of the mixed candidate that
+                    training applies (a module must overshoot by 1 / weight to compensate).
 ``--what refit``    re-fit the prior alone, offline, by the categorical cross-entropy the
                     analytic module KL gives it (targets: the trained guide's choice
                     probabilities on 512 training videos of 6 frames, batches of 32 videos),
@@ -146,6 +150,21 @@ def sampling(vim, videos=32):
     return out
 
 
+def mixing(vim, videos=32, draws=200):
+    inputs, q, matching, legal, moves = _record(vim, videos, default_seed(vim.config) + 7)
+    logits = q.log()                                                      # (N, T-1, K, M)
+    gen = torch.Generator().manual_seed(0)
+    u = torch.rand((draws,) + logits.shape, generator=gen).clamp(1e-12, 1 - 1e-12)
+    w = torch.softmax((logits - (-u.log()).log()) / vim.temperature, -1).mean(0).numpy()
+    take = matching[:, None, :, None]
+    top_w = np.take_along_axis(w, take, 2).max(-1)
+    top_q = np.take_along_axis(q.numpy(), take, 2).max(-1)
+    out = {"relaxed_weight": float(top_w.mean()), "q_max": float(top_q.mean())}
+    print(f"mean relaxed weight of the chosen module (tau={float(vim.temperature):g}): "
+          f"{out['relaxed_weight']:.3f}; q's largest probability: {out['q_max']:.3f}")
+    return out
+
+
 def refit(vim, octaves, lr, steps, videos=512, test_videos=64):
     c = vim.config
     train = _record(vim, videos, 1234)
@@ -188,7 +207,7 @@ def refit(vim, octaves, lr, steps, videos=512, test_videos=64):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--what", choices=("walls", "sampling", "refit"), default="walls")
+    ap.add_argument("--what", choices=("walls", "sampling", "mixing", "refit"), default="walls")
     ap.add_argument("--octaves", default="keep",
                     help="refit: 'keep' (the checkpoint's prior) or an int (a fresh prior)")
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -210,6 +229,8 @@ def main(argv=None):
           f"{vim.config.prior_octaves_resolved}")
     if args.what == "walls":
         return walls(vim, args.videos or 32)
+    if args.what == "mixing":
+        return mixing(vim, args.videos or 32)
     if args.what == "sampling":
         return sampling(vim, args.videos or 32)
     return refit(vim, args.octaves, args.lr, args.steps, args.videos or 512,

@@ -90,5 +90,18 @@ def test_prior_diagnosis_smoke(tmp_path):
     curve = script.main([str(path), "--what", "refit", "--octaves", "2", "--steps", "5",
                          "--videos", "3"])
     assert [row[0] for row in curve] == [0, 1, 2, 3, 4, 5]
+    mixed = script.main([str(path), "--what", "mixing", "--videos", "2"])
+    assert 0 < mixed["relaxed_weight"] <= 1 and 0 < mixed["q_max"] <= 1
     sampled = script.main([str(path), "--what", "sampling", "--videos", "2"])
     assert len(sampled) == 4
+
+
+def test_selection_errors_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    out = load("selection_errors").main([str(path), "--num-sequences", "3", "--seq-len", "3"])
+    assert 0 <= out["accuracy"] <= 1 and out["wrong"] >= 0
+    assert sum(out["wrong_per_ball_histogram"]) == 3 * tiny_config().num_objects
