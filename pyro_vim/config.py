@@ -24,10 +24,10 @@ from .nn.slot_attention import SLOT_INITS
 PRESETS = ("cpu", "paper")
 DATASETS = ("random_walk", "compositional", "ood", "npz")
 #: Top-level keys of configs written before the ``data`` section existed, and where they went.
+_LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: Fields added after configs were first saved, with the value that reproduces those configs'
 #: models (a checkpoint restores exactly what was trained).  A dict without the key gets it.
 _BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample"}
-_LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 
 
 @dataclass

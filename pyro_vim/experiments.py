@@ -28,7 +28,7 @@ them; :mod:`pyro_vim.report` aggregates them.
 
 ``module_count`` and ``ablations`` train on the cpu preset with a shorter schedule
 (:data:`SHORT_SCHEDULE`: 300 pre-training + 300 dynamics steps, about 9 minutes a run on one
-core) so that their 18 and 9 runs fit a working day on two cores; ``--set pretrain_steps=400
+core) so that their 18 and 15 runs fit a working day on two cores; ``--set pretrain_steps=400
 steps=800`` restores the preset's full schedule.
 """
 from __future__ import annotations
