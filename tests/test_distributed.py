@@ -34,6 +34,25 @@ TINY = ["--pretrain-steps", "2", "--batch-size", "2", "--seq-len", "3", "--no-pr
 EXAMPLE = os.path.join(REPO, "examples", "train_random_walk.py")
 
 
+#: torchrun failures of the local rendezvous, not of the code under test (the port chosen by
+#: free_port() can be taken before torchrun binds it): such a launch is retried once.
+_RENDEZVOUS_ERRORS = ("Address already in use", "EADDRINUSE", "Connection reset by peer",
+                      "Connection refused", "DistNetworkError", "DistStoreError")
+
+
+def run_torchrun(args, timeout=120):
+    """``torchrun args`` on a free port; a failure shows the launch's stderr."""
+    for attempt in (1, 2):
+        proc = subprocess.run([*torchrun(), *args], env=env(), cwd=REPO, capture_output=True,
+                              text=True, timeout=timeout)
+        if proc.returncode == 0:
+            return proc
+        if attempt == 1 and any(e in proc.stderr for e in _RENDEZVOUS_ERRORS):
+            continue
+        raise AssertionError(f"torchrun {' '.join(map(str, args))} exited with "
+                             f"{proc.returncode}:\n{proc.stderr[-4000:]}")
+
+
 def env():
     e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -43,8 +62,7 @@ def env():
 
 def test_two_half_batches_take_the_step_of_one_whole_batch(tmp_path):
     out = tmp_path / "ddp.pt"
-    subprocess.run([*torchrun(), os.path.join(REPO, "tests", "ddp_worker.py"), str(out), "2"],
-                   check=True, env=env(), cwd=REPO, capture_output=True, timeout=120)
+    run_torchrun([os.path.join(REPO, "tests", "ddp_worker.py"), str(out), "2"])
     ddp = torch.load(out, weights_only=True)
     assert ddp["world"] == 2
     single = deterministic_trainer(4)
@@ -73,8 +91,7 @@ def read_steps(path):
 def test_kill_and_resume_under_two_processes(tmp_path):
     steps = ["--steps", "24"]
     ref, run = tmp_path / "ref", tmp_path / "run"
-    subprocess.run([*torchrun(), EXAMPLE, "--out", str(ref), *steps, *TINY], check=True,
-                   env=env(), cwd=REPO, capture_output=True, timeout=120)
+    run_torchrun([EXAMPLE, "--out", str(ref), *steps, *TINY])
     proc = subprocess.Popen([*torchrun(), EXAMPLE, "--out", str(run), *steps, *TINY], env=env(),
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -88,8 +105,7 @@ def test_kill_and_resume_under_two_processes(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert killed, "the run finished before it could be killed"
-    subprocess.run([*torchrun(), EXAMPLE, "--out", str(run), *steps, *TINY, "--resume"],
-                   check=True, env=env(), cwd=REPO, capture_output=True, timeout=120)
+    run_torchrun([EXAMPLE, "--out", str(run), *steps, *TINY, "--resume"])
     resumed, reference = read_steps(log), read_steps(ref / "log.jsonl")
     assert [r["step"] for r in resumed] == list(range(1, 25))          # every step once
     assert [r["loss"] for r in resumed] == [r["loss"] for r in reference]   # exact resume
