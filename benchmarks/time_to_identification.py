@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
 from pyro_vim.evaluate import fidelity_metrics, identification  # noqa: E402
+from pyro_vim.nn.accel import PRECISIONS  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.train import Trainer, eval_seed  # noqa: E402
 
@@ -40,6 +41,11 @@ def parse_args(argv=None):
     p.add_argument("--num-slots", type=int, default=None, help="K (default: the preset's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: encoder and decoder under bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile encoder and decoder")
+    p.add_argument("--target", type=float, default=None,
+                   help="stop at the first evaluation whose accuracy reaches this")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="config overrides (python -m pyro_vim.run --keys)")
     p.add_argument("--out", default="runs/time_to_identification")
@@ -69,7 +75,7 @@ def main(args):
     held_out = config.make_generator().generate(
         args.eval_sequences, args.eval_seq_len, eval_seed(config) + 1)
     trainer = Trainer(config, out_dir=args.out, device=args.device, progress=False,
-                      checkpoint_every=0)
+                      checkpoint_every=0, precision=args.precision, compile=args.compile)
     trainer.config.eval_every = 0  # evaluation is done here, off the training clock
     curve, train_time, next_eval = [], 0.0, args.eval_every_minutes * 60
     budget = args.minutes * 60
@@ -101,12 +107,20 @@ def main(args):
               f"{point['module_step_error_max']:8.2f} {point['rollout_error_mean']:8.2f} "
               f"{point['prior_calibration']['max_deviation'] or float('nan'):9.3f}", flush=True)
         next_eval += args.eval_every_minutes * 60
+        if args.target is not None and phase == "dynamics" and point["accuracy"] >= args.target:
+            print(f"reached accuracy {point['accuracy']:.3f} >= {args.target} after "
+                  f"{point['minutes']:.2f} training minutes", flush=True)
+            break
     trainer.save()
     result = {"curve": curve, "preset": args.preset, "seed": args.seed, "commit": commit(),
               "overrides": list(args.overrides), "config": config.to_dict(),
               "num_modules": config.num_modules, "num_slots": config.num_slots,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
                          f"{torch.__version__}, {torch.get_num_threads()} threads",
+              "device": str(trainer.device) + (f" ({torch.cuda.get_device_name(trainer.device)})"
+                                               if trainer.device.type == "cuda" else ""),
+              "precision": args.precision, "compile": bool(args.compile),
+              "target": args.target,
               "date": time.strftime("%Y-%m-%d"), "held_out_sequences": args.eval_sequences}
     with open(os.path.join(args.out, "curve.json"), "w") as f:
         json.dump(result, f, indent=1)

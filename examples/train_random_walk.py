@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pyro_vim.checkpoint import CheckpointWriteError  # noqa: E402
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
 from pyro_vim.distributed import DistributedSetupError  # noqa: E402
+from pyro_vim.nn.accel import PRECISIONS  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.rundir import RunDirBusy  # noqa: E402
 from pyro_vim.train import NonFiniteError, Trainer  # noqa: E402
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(python -m pyro_vim.run --keys lists the keys)")
     p.add_argument("--tensorboard", choices=("auto", "on", "off"), default="auto",
                    help="TensorBoard event files in OUT/tb (auto: when tensorboard is installed)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="run the encoder and decoder under bf16 autocast (outputs in float32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder and decoder (not the model/guide functions)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -144,7 +149,8 @@ def main(args) -> dict:
         trainer = Trainer(config, out_dir=args.out, device=args.device, resume=args.resume,
                           checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                           skip_nonfinite=args.skip_nonfinite,
-                          tensorboard={"auto": None, "on": True, "off": False}[args.tensorboard])
+                          tensorboard={"auto": None, "on": True, "off": False}[args.tensorboard],
+                          precision=args.precision, compile=args.compile)
     except (FileNotFoundError, TypeError, ValueError, RunDirBusy,
             DistributedSetupError) as e:   # e.g. another config, no rendezvous
         _parser().error(str(e))

@@ -50,6 +50,7 @@ from .distributed import (
 from .elbo import TermsELBO
 from .evaluate import evaluate_batch, identification, reconstruction_metrics
 from .models import build_model
+from .nn.accel import accelerate_networks
 from .rundir import RunLock, is_no_space, no_space_message
 from .tensorboard import make_logger
 
@@ -92,7 +93,8 @@ class Trainer:
     def __init__(self, config: VIMConfig, out_dir: Optional[str] = None, device=None,
                  resume: bool = False, checkpoint_every: int = 500, progress: bool = True,
                  skip_nonfinite: bool = False, prior=None, guide=None,
-                 tensorboard: Optional[bool] = None, distributed: Optional[Context] = None):
+                 tensorboard: Optional[bool] = None, distributed: Optional[Context] = None,
+                 precision: str = "fp32", compile: bool = False):
         if not isinstance(config, VIMConfig):
             raise TypeError(f"Trainer expects a VIMConfig, got {type(config).__name__}")
         if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
@@ -123,6 +125,8 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)   # one GPU per rank
         pyro.set_rng_seed(config.seed)
         self.model = build_model(config, prior=prior, guide=guide).to(self.device)
+        # how the Pyro-free networks run (bf16 autocast, torch.compile); not what they hold
+        accelerate_networks(self.model, precision, compile)
         # the model's config: it names the prior and guide actually built
         self.config = self.model.config
         if self.dist.enabled:
