@@ -131,8 +131,10 @@ def fidelity_metrics(vim, batch: VideoBatch, report: Dict[str, Any], rollout: bo
 
 
 @torch.no_grad()
+@torch.no_grad()
 def _elbo_terms(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str, float]:
-    """Held-out ELBO terms per video (one posterior sample, Gaussian KL unscaled)."""
+    """Held-out ELBO terms per video (one posterior sample, Gaussian KL unscaled); no gradient
+    is kept, so the model decodes long videos a few frames at a time."""
     from .elbo import TermsELBO
     device = next(vim.parameters()).device
     weight, vim.z_kl_weight = getattr(vim, "z_kl_weight", 1.0), 1.0

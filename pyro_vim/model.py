@@ -137,6 +137,8 @@ class VIM(PyroModule):
         #: (see :meth:`discovery`); ``share_discovery = False`` recomputes it
         self.share_discovery = True
         self._discovery_cache = None
+        #: frames encoded / decoded at a time when no gradient is taken (0: all at once)
+        self.chunk_frames = 16
 
     # ------------------------------------------------------------------ validation
     def check_frames(self, frames, min_frames: int = 2) -> torch.Tensor:
@@ -248,9 +250,19 @@ class VIM(PyroModule):
         return SpatialGaussianMixture(rgb, logits, self.config.sigma_x).mean
 
     def likelihood(self, states: List[SlotState]) -> SpatialGaussianMixture:
+        """The spatial mixture of every frame's decoded slots.  Without gradients (evaluation,
+        prediction) the frames are decoded :attr:`chunk_frames` at a time, which bounds the
+        decoder's activations for long videos; the result is the same up to float rounding."""
         pos = torch.stack([h.pos for h in states], 1)      # (N, T, K, 2)
         feat = torch.stack([h.feat for h in states], 1)
-        rgb, logits = self.decode(pos, feat)
+        chunk = self.chunk_frames
+        if torch.is_grad_enabled() or not chunk or pos.shape[1] <= chunk:
+            rgb, logits = self.decode(pos, feat)
+        else:
+            parts = [self.decode(pos[:, i:i + chunk], feat[:, i:i + chunk])
+                     for i in range(0, pos.shape[1], chunk)]
+            rgb = torch.cat([p[0] for p in parts], 1)
+            logits = torch.cat([p[1] for p in parts], 1)
         return SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
 
     # ------------------------------------------------------------------ the Pyro program
@@ -430,6 +442,8 @@ class VIM(PyroModule):
         self._register()
         k = self.config.iterations if iterations is None else iterations
         n, t_len = frames.shape[:2]
+        if encode_chunk is None and not torch.is_grad_enabled():
+            encode_chunk = self.chunk_frames or None          # bounded memory, same features
         features = self.encode(frames, encode_chunk)      # every frame in one call
         videos, slots = self.plates(n)
         with videos, slots:

@@ -105,3 +105,28 @@ def test_selection_errors_smoke(tmp_path):
     out = load("selection_errors").main([str(path), "--num-sequences", "3", "--seq-len", "3"])
     assert 0 <= out["accuracy"] <= 1 and out["wrong"] >= 0
     assert sum(out["wrong_per_ball_histogram"]) == 3 * tiny_config().num_objects
+
+
+def test_memory_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    result = load("memory").main([str(path), "--seq-len", "4", "--num-sequences", "2",
+                                  "--json", str(tmp_path / "mem.json")])
+    assert result["peak_rss_gb"] > 0 and result["seq_len"] == 4
+    assert 0 <= result["rule_module_accuracy"] <= 1
+    assert json.loads((tmp_path / "mem.json").read_text()) == result
+
+
+def test_gpu_benchmark_smoke_on_cpu(tmp_path):
+    bench = load("gpu")
+    result = bench.main(bench.parse_args([
+        "--device", "cpu", "--presets", "cpu", "--variants", "fp32", "bf16", "--warmup", "1",
+        "--repeats", "1", "--out", str(tmp_path / "g.json"),
+        "--set", "batch_size=2", "image_size=16", "seq_len_start=3", "seq_len_max=3"]))
+    fp32, bf16 = result["points"]
+    assert fp32["variant"] == "fp32" and fp32["loss_rel_diff_vs_fp32"] == 0
+    assert fp32["sequences_per_s"] > 0 and "error" not in bf16
+    assert 0 < bf16["loss_rel_diff_vs_fp32"] < 0.05
