@@ -3,6 +3,7 @@
     python -m pyro_vim.run --list
     python -m pyro_vim.run EXPERIMENT [--set key=value ...] [--seeds 0,1,2] [--variants V,...]
                            --out DIR [--threads N] [--eval-sequences 64] [--eval-seq-len 11]
+                           [--device cuda] [--precision bf16] [--compile]
     python -m pyro_vim.run --keys          # every settable config key
     python -m pyro_vim.run EXPERIMENT --out DIR --reevaluate   # re-score finished runs
 
@@ -46,6 +47,7 @@ from .fidelity import (
     transfer_errors,
     transfer_test_batch,
 )
+from .nn.accel import PRECISIONS
 from .overrides import config_keys, parse_overrides
 from .rundir import RunDirBusy, RunLock, write_json
 from .train import NonFiniteError, Trainer
@@ -154,9 +156,10 @@ def _check_config(folder: str, config: VIMConfig) -> None:
 def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
             progress: bool = False, experiment: str = "", variant: str = "",
             checkpoint_every: int = 100, device=None, evaluations=(),
-            eval_data=None) -> Dict[str, Any]:
+            eval_data=None, precision: str = "fp32", compile: bool = False) -> Dict[str, Any]:
     """Train (or resume, or skip when complete) one run in ``folder`` and return its
-    ``metrics.json`` content."""
+    ``metrics.json`` content.  ``precision`` / ``compile``: how the Pyro-free networks run
+    (:mod:`pyro_vim.nn.accel`), recorded in the metrics."""
     metrics_path = os.path.join(folder, "metrics.json")
     _check_config(folder, config)
     if os.path.exists(metrics_path):
@@ -165,7 +168,8 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
     write_json(os.path.join(folder, "config.json"), config.to_dict())
     resume = os.path.exists(os.path.join(folder, "checkpoint.pt"))
     trainer = Trainer(config, folder, resume=resume, progress=progress,
-                      checkpoint_every=checkpoint_every, device=device)
+                      checkpoint_every=checkpoint_every, device=device, precision=precision,
+                      compile=compile)
     start = time.time()
     before_path = os.path.join(folder, "before.json")
     pre = config.pretrain_steps
@@ -188,6 +192,7 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
     result = {"experiment": experiment, "variant": variant, "seed": config.seed,
               "steps": trainer.step, "train_seconds": _train_seconds(trainer, start),
               "commit": _commit(), "machine": _machine(),
+              "device": str(trainer.device), "precision": precision, "compile": bool(compile),
               "eval": {"sequences": eval_sequences, "seq_len": eval_seq_len,
                        "seed": default_seed(config)},
               "metrics": trained, "before_learning": before}
@@ -242,7 +247,8 @@ def _train_seconds(trainer: Trainer, start: float) -> float:
 def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[int]] = None,
                    variants: Optional[Sequence[str]] = None, overrides: Sequence[str] = (),
                    eval_sequences: int = 64, eval_seq_len: int = 11, progress: bool = False,
-                   log=print, reevaluate: bool = False) -> List[Dict[str, Any]]:
+                   log=print, reevaluate: bool = False, device=None, precision: str = "fp32",
+                   compile: bool = False) -> List[Dict[str, Any]]:
     """Every (variant, seed) run of ``experiment`` under ``out`` (see the module docstring);
     with ``reevaluate`` the complete runs are re-scored (:func:`rescore`) and nothing is
     trained."""
@@ -270,7 +276,8 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: {state}")
                 result = run_one(config, folder, eval_sequences, eval_seq_len, progress,
                                  experiment.name, variant, evaluations=experiment.evaluations,
-                                 eval_data=experiment.eval_data)
+                                 eval_data=experiment.eval_data, device=device,
+                                 precision=precision, compile=compile)
             m = result["metrics"]
             if "rule_module_accuracy" in m:
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
@@ -301,6 +308,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-seq-len", type=int, default=11,
                    help="held-out sequence length (11 frames = 10 transition steps)")
     p.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    p.add_argument("--device", default=None,
+                   help="torch device of the training (default: cuda when available)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: encoder and decoder under bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile encoder and decoder")
     p.add_argument("--reevaluate", action="store_true",
                    help="re-score the complete runs with the current evaluation (no training)")
     return p
@@ -343,6 +355,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ValueError(f"--{name.replace('_', '-')} is too small: {value}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out!r} exists and is not a folder")
+        if args.device is not None:
+            try:
+                dev = torch.device(args.device)
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(f"bad --device {args.device!r}: {e}") from None
+            if dev.type == "cuda" and not torch.cuda.is_available():
+                raise ValueError("--device cuda was asked for but CUDA is not available")
         for v in (variants or experiment.variants):
             if experiment.config(v, 0, args.overrides).data.name == "npz":
                 raise ValueError(
@@ -357,7 +376,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         run_experiment(experiment, args.out, seeds, variants, args.overrides,
                        args.eval_sequences, args.eval_seq_len, args.progress,
-                       reevaluate=args.reevaluate)
+                       reevaluate=args.reevaluate, device=args.device,
+                       precision=args.precision, compile=args.compile)
     except (RunDirBusy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -152,12 +152,22 @@ def test_changed_settings_are_refused(tmp_path, capsys):
     (["random_walk", "--seeds", "a,b"], "--seeds"),
     (["module_count", "--variants", "num_modules=7"], "unknown variants"),
     (["random_walk", "--eval-seq-len", "1"], "--eval-seq-len"),
+    (["random_walk", "--device", "nonsense"], "bad --device"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, match):
     out = tmp_path / "sweep"
     assert run([*args, "--out", str(out)]) == 2
     assert match in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bf16_run_records_its_precision(tmp_path):
+    assert run(["random_walk", "--seeds", "0", "--out", str(tmp_path), "--precision", "bf16",
+                "--device", "cpu", "--set", *TINY, *EVAL]) == 0
+    result = read(os.path.join(runner.run_dir(str(tmp_path), "random_walk", "", 0),
+                               "metrics.json"))
+    assert (result["precision"], result["compile"], result["device"]) == ("bf16", False, "cpu")
+    assert 0 <= result["metrics"]["rule_module_accuracy"] <= 1
 
 
 def test_list_and_keys(capsys):
