@@ -26,7 +26,7 @@ from typing import List, Optional
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "SINGLE", "from_env", "all_reduce_grads", "all_reduce_sum",
+__all__ = ["Context", "SINGLE", "from_env", "barrier", "all_reduce_grads", "all_reduce_sum",
            "gather_objects", "DistributedSetupError"]
 
 
@@ -93,6 +93,12 @@ def from_env(device: Optional[torch.device] = None, timeout_s: float = 300.0) ->
             f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, backend {backend}): "
             f"{e}") from None
     return Context(rank, world, local or 0)
+
+
+def barrier(ctx: Context) -> None:
+    """Wait until every rank gets here (nothing on a single process)."""
+    if ctx.enabled:
+        dist.barrier()
 
 
 def broadcast_parameters(module: torch.nn.Module, ctx: Context) -> None:

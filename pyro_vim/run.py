@@ -31,6 +31,7 @@ import platform
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from typing import Any, Dict, List, Optional, Sequence
 
 import pyro
@@ -39,6 +40,7 @@ import torch
 from .baselines.med import model_med
 from .checkpoint import CheckpointWriteError, config_differences, rng_state, set_rng_state
 from .config import VIMConfig
+from .distributed import SINGLE, Context, DistributedSetupError, barrier, from_env
 from .evaluate import default_seed, summary_metrics
 from .experiments import Experiment, describe, get_experiment
 from .fidelity import (
@@ -50,7 +52,7 @@ from .fidelity import (
 from .nn.accel import PRECISIONS
 from .overrides import config_keys, parse_overrides
 from .rundir import RunDirBusy, RunLock, write_json
-from .train import NonFiniteError, Trainer
+from .train import NonFiniteError, Trainer, default_device
 
 __all__ = ["run_experiment", "run_one", "rescore", "run_dir", "main"]
 
@@ -153,29 +155,54 @@ def _check_config(folder: str, config: VIMConfig) -> None:
                          "command as before to continue it, or choose another --out")
 
 
+#: seconds a rank waits for the others under torchrun: rank 0 evaluates each run (minutes)
+#: while the others wait at the run's end
+DISTRIBUTED_TIMEOUT_S = 3600.0
+
+
 def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
             progress: bool = False, experiment: str = "", variant: str = "",
             checkpoint_every: int = 100, device=None, evaluations=(),
-            eval_data=None, precision: str = "fp32", compile: bool = False) -> Dict[str, Any]:
+            eval_data=None, precision: str = "fp32", compile: bool = False,
+            distributed: Optional[Context] = None) -> Dict[str, Any]:
     """Train (or resume, or skip when complete) one run in ``folder`` and return its
     ``metrics.json`` content.  ``precision`` / ``compile``: how the Pyro-free networks run
-    (:mod:`pyro_vim.nn.accel`), recorded in the metrics."""
+    (:mod:`pyro_vim.nn.accel`), recorded in the metrics.
+
+    Under ``torchrun`` (``distributed``) every rank trains its part of each batch and rank 0
+    alone writes the folder and evaluates; the ranks meet at the end of the run (the other
+    ranks return ``{"metrics": {}}``)."""
+    ctx = distributed if distributed is not None else SINGLE
     metrics_path = os.path.join(folder, "metrics.json")
     _check_config(folder, config)
     if os.path.exists(metrics_path):
         with open(metrics_path) as f:
             return json.load(f)
-    write_json(os.path.join(folder, "config.json"), config.to_dict())
+    if ctx.is_main:
+        write_json(os.path.join(folder, "config.json"), config.to_dict())
     resume = os.path.exists(os.path.join(folder, "checkpoint.pt"))
     trainer = Trainer(config, folder, resume=resume, progress=progress,
                       checkpoint_every=checkpoint_every, device=device, precision=precision,
-                      compile=compile)
+                      compile=compile, distributed=ctx)
+    try:
+        result = _train_and_score(trainer, config, folder, eval_sequences, eval_seq_len,
+                                  experiment, variant, evaluations, eval_data, precision,
+                                  compile, ctx)
+    finally:
+        trainer.close()
+    barrier(ctx)                 # rank 0 has written metrics.json before any rank goes on
+    return result
+
+
+def _train_and_score(trainer, config, folder, eval_sequences, eval_seq_len, experiment,
+                     variant, evaluations, eval_data, precision, compile, ctx):
     start = time.time()
+    metrics_path = os.path.join(folder, "metrics.json")
     before_path = os.path.join(folder, "before.json")
     pre = config.pretrain_steps
     if pre and trainer.step < pre:
         trainer.run(pre)                     # ends with a checkpoint at the end of pre-training
-    if pre and not os.path.exists(before_path):
+    if pre and ctx.is_main and not os.path.exists(before_path):
         before = None
         if trainer.step == pre:              # keep the pre-trained model: it can be re-scored
             trainer.model.save(os.path.join(folder, "pretrained.pt"), step=pre)
@@ -183,6 +210,8 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
                                eval_data)
         write_json(before_path, {"step": pre, "metrics": before})
     trainer.run(config.pretrain_steps + config.steps)
+    if not ctx.is_main:
+        return {"metrics": {}}
     trained = _evaluate(trainer.model, config, eval_sequences, eval_seq_len, evaluations,
                         eval_data)
     before = None
@@ -193,6 +222,7 @@ def run_one(config: VIMConfig, folder: str, eval_sequences: int = 64, eval_seq_l
               "steps": trainer.step, "train_seconds": _train_seconds(trainer, start),
               "commit": _commit(), "machine": _machine(),
               "device": str(trainer.device), "precision": precision, "compile": bool(compile),
+              "processes": ctx.world_size,
               "eval": {"sequences": eval_sequences, "seq_len": eval_seq_len,
                        "seed": default_seed(config)},
               "metrics": trained, "before_learning": before}
@@ -248,7 +278,8 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                    variants: Optional[Sequence[str]] = None, overrides: Sequence[str] = (),
                    eval_sequences: int = 64, eval_seq_len: int = 11, progress: bool = False,
                    log=print, reevaluate: bool = False, device=None, precision: str = "fp32",
-                   compile: bool = False) -> List[Dict[str, Any]]:
+                   compile: bool = False, distributed: Optional[Context] = None
+                   ) -> List[Dict[str, Any]]:
     """Every (variant, seed) run of ``experiment`` under ``out`` (see the module docstring);
     with ``reevaluate`` the complete runs are re-scored (:func:`rescore`) and nothing is
     trained."""
@@ -257,7 +288,11 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
     # every config first: a bad key, value or variant fails before anything is written
     plan = [(v, s, experiment.config(v, s, overrides)) for v in variants for s in seeds]
     results = []
-    with RunLock(os.path.join(out, experiment.name)):
+    ctx = distributed if distributed is not None else SINGLE
+    if not ctx.is_main:
+        log = _quiet
+    lock = RunLock(os.path.join(out, experiment.name)) if ctx.is_main else nullcontext()
+    with lock:
         for variant, seed, config in plan:
             folder = run_dir(out, experiment.name, variant, seed)
             label = f"{experiment.name}{'/' + variant if variant else ''} seed={seed}"
@@ -277,7 +312,9 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                 result = run_one(config, folder, eval_sequences, eval_seq_len, progress,
                                  experiment.name, variant, evaluations=experiment.evaluations,
                                  eval_data=experiment.eval_data, device=device,
-                                 precision=precision, compile=compile)
+                                 precision=precision, compile=compile, distributed=ctx)
+            if not ctx.is_main:
+                continue
             m = result["metrics"]
             if "rule_module_accuracy" in m:
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
@@ -289,6 +326,10 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                     f"{m.get('compositional_med_single')}/{m.get('compositional_med_multi')}")
             results.append(result)
     return results
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of the ranks other than 0 under torchrun (rank 0 reports)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -373,18 +414,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:       # under torchrun: one process group for the sweep (rank 0 evaluates at length)
+        ctx = from_env(torch.device(args.device) if args.device else default_device(),
+                       timeout_s=DISTRIBUTED_TIMEOUT_S)
+    except DistributedSetupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if ctx.enabled and args.reevaluate:
+        print("error: --reevaluate runs in one process (no torchrun)", file=sys.stderr)
+        return 2
     try:
         run_experiment(experiment, args.out, seeds, variants, args.overrides,
                        args.eval_sequences, args.eval_seq_len, args.progress,
                        reevaluate=args.reevaluate, device=args.device,
-                       precision=args.precision, compile=args.compile)
+                       precision=args.precision, compile=args.compile, distributed=ctx)
     except (RunDirBusy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (CheckpointWriteError, NonFiniteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"done: python -m pyro_vim.report {args.out} aggregates the runs")
+    if ctx.is_main:
+        print(f"done: python -m pyro_vim.report {args.out} aggregates the runs")
     return 0
 
 

@@ -148,3 +148,30 @@ def test_bad_distributed_settings(monkeypatch, capsys, tmp_path):
         example.parse_args(["--global-batch-size", "1", "--out", str(tmp_path / "x")])
     assert "cannot be split evenly over 2 processes" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+RUNNER_TINY = ["image_size=16", "slot_dim=8", "encoder_channels=8", "decoder_channels=8",
+               "module_hidden=16", "update_hidden=16", "keyquery_dim=8", "batch_size=2",
+               "pretrain_steps=2", "steps=3", "warmup_steps=1", "seq_len_start=3",
+               "seq_len_max=3", "eval_every=0", "eval_sequences=2", "eval_seq_len=3"]
+
+
+def test_the_runner_under_two_processes(tmp_path):
+    """``torchrun ... -m pyro_vim.run``: both ranks train each run, rank 0 alone writes the
+    folder and its metrics; a second launch finds the sweep complete."""
+    args = ["-m", "pyro_vim.run", "random_walk", "--seeds", "0,1", "--out", str(tmp_path),
+            "--device", "cpu", "--eval-sequences", "3", "--eval-seq-len", "3",
+            "--set", *RUNNER_TINY]
+    proc = run_torchrun(args, timeout=240)
+    assert proc.stdout.count("python -m pyro_vim.report") == 1          # rank 0 reports
+    for seed in (0, 1):
+        folder = tmp_path / "random_walk" / f"seed={seed}"
+        result = json.loads((folder / "metrics.json").read_text())
+        assert result["processes"] == 2 and result["steps"] == 5
+        assert 0 <= result["metrics"]["rule_module_accuracy"] <= 1
+        steps = read_steps(folder / "log.jsonl")
+        assert [r["step"] for r in steps] == [1, 2, 3, 4, 5]            # one writer
+        ckpt = torch.load(folder / "checkpoint.pt", weights_only=True)
+        assert len(ckpt["rng_ranks"]) == 2
+    again = run_torchrun(args, timeout=240)
+    assert "seed=1: done" in again.stdout
