@@ -507,7 +507,8 @@ def render_markdown(report: Dict[str, Any], figures: Sequence[str] = ()) -> str:
             lines += _table(groups, "before_learning", before)
             lines.append("")
         for name in figures:
-            if name in (_figure_name(exp, "scalars"), _figure_name(exp, "usage")):
+            if name in (_figure_name(exp, "scalars"), _figure_name(exp, "usage"),
+                        _figure_name(exp, "samples")):
                 lines += [f"![{exp}: {name}]({name})", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -679,6 +680,48 @@ def _write_atomic(path: Path, payload: bytes) -> None:
         raise
 
 
+#: Table 1's models, in the order of the Fig. 8-style figure's rows
+TABLE1_MODELS = ("rim", "scoff", "vim")
+
+
+def _table1_samples_png(root: PathLike, groups: Dict[str, Any]) -> Optional[bytes]:
+    """Fig. 8-style one-step samples (``table1_samples.png``) of the lowest seed whose RIM,
+    SCOFF and VIM runs all kept a checkpoint: one held-out video, the truth, RIM's and SCOFF's
+    teacher-forced frames and two samples of VIM's prior (None when there is no such seed)."""
+    if not all(v in groups for v in TABLE1_MODELS):
+        return None
+    base = Path(root) / "table1" if (Path(root) / "table1").is_dir() else Path(root)
+    seeds = sorted(set.intersection(*(set(groups[v]["seeds"]) for v in TABLE1_MODELS)))
+    for seed in seeds:
+        paths = {v: base / v / f"seed={seed}" / "checkpoint.pt" for v in TABLE1_MODELS}
+        if all(p.is_file() for p in paths.values()):
+            break
+    else:
+        return None
+    import torch
+
+    from .baselines.table1 import SEQ_LEN, sample_rows
+    from .evaluate import default_seed
+    from .models import load_model
+    from .viz import plot_image_rows
+    models = {v.upper(): load_model(str(p)).eval()
+              for v, p in paths.items()}
+    config = models["VIM"].config
+    rng = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(default_seed(config))
+        video = config.make_generator().generate(1, SEQ_LEN, default_seed(config) + 7).frames
+        rows = sample_rows(models, video)
+    finally:
+        torch.random.set_rng_state(rng)
+    fig = plot_image_rows(rows, column_titles=[f"t={t}" for t in range(1, SEQ_LEN)],
+                          title=f"Table 1 models one step ahead (seed {seed}): deterministic "
+                                "predictors average the possible moves, VIM samples one")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
 def _build(root: PathLike) -> Tuple[Dict[str, Any], str, Dict[str, bytes]]:
     """Everything to write, computed in memory: (report, markdown, {file name: bytes})."""
     report = _strict(aggregate(root))
@@ -688,6 +731,9 @@ def _build(root: PathLike) -> Tuple[Dict[str, Any], str, Dict[str, bytes]]:
             png = render(exp, groups)
             if png is not None:
                 files[_figure_name(exp, kind)] = png
+    png = _table1_samples_png(root, report["experiments"].get("table1", {}))
+    if png is not None:
+        files[_figure_name("table1", "samples")] = png
     markdown = render_markdown(report, figures=list(files))
     files["report.md"] = markdown.encode("utf-8")
     text = json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n"

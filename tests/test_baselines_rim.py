@@ -19,6 +19,7 @@ from pyro_vim.baselines import RIM, SCOFF
 from pyro_vim.baselines.table1 import (
     prior_one_step_errors,
     prior_one_step_predictions,
+    sample_rows,
     squared_errors,
     summarise,
     table1_metrics,
@@ -358,3 +359,22 @@ def test_table1_runner_smoke(tmp_path, capsys):
                            "config.json")) as f:
         config = VIMConfig.from_dict(json.load(f))
     assert config.model == "rim" and config.time_budget_s > 0
+    # Fig. 8-style samples: the report draws them from the three checkpoints
+    from pyro_vim.report import write_report
+    write_report(str(tmp_path))
+    png = tmp_path / "table1_samples.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    assert "table1_samples.png" in (tmp_path / "report.md").read_text()
+
+
+def test_sample_rows_blur_against_samples():
+    """Fig. 8 rows: truth, a deterministic model's one prediction per frame, VIM's samples."""
+    torch.manual_seed(0)
+    vim = VIM(tiny_config(num_modules=4)).eval()
+    frames = torch.rand(1, 5, 3, 16, 16)
+    rows = sample_rows({"OFF": _Offset(0.1), "VIM": vim}, frames, num_samples=2)
+    assert [label for label, _ in rows] == ["truth", "OFF", "VIM sample 1", "VIM sample 2"]
+    assert all(tuple(r.shape) == (4, 3, 16, 16) for _, r in rows)
+    assert torch.allclose(rows[1][1], (frames[0, 1:] + 0.1))   # _Offset: truth + 0.1
+    with pytest.raises(ValueError, match="one video"):
+        sample_rows({"OFF": _Offset(0.0)}, torch.rand(2, 5, 3, 16, 16))

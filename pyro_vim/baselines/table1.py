@@ -28,7 +28,7 @@ import torch
 
 __all__ = ["SEQ_LEN", "squared_errors", "summarise", "teacher_forced_errors",
            "inference_errors", "prior_one_step_predictions", "prior_one_step_errors",
-           "table1_metrics"]
+           "table1_metrics", "sample_rows"]
 
 #: Frames per Table 1 sequence.
 SEQ_LEN = 5
@@ -164,3 +164,25 @@ def table1_metrics(model, batch, num_samples: int = 4, chunk: int = 64,
         out["mse_prior_one_step"] = out["vim_prior_one_step"]["per_frame"]
     out["seq_len"] = int(frames.shape[1])
     return out
+
+
+@torch.no_grad()
+def sample_rows(models: Dict[str, Any], frames, num_samples: int = 2):
+    """Fig. 8: the rows of one video's frames 1..T-1 (``frames`` (1, T, 3, H, W) or (T, 3, H,
+    W)) as ``[(label, images (T-1, 3, H, W)), ...]``: the truth, then for each model in
+    ``models`` (label -> model) its one-step predictions -- a deterministic predictor's
+    teacher-forced frames (RIM, SCOFF: ``infer(frames)["recon"]``), and ``num_samples`` rows of
+    VIM's samples from its prior one step ahead (:func:`prior_one_step_predictions`).  A
+    deterministic model must average over the possible moves (a blur); a sample picks one."""
+    frames = _frames(frames if not isinstance(frames, torch.Tensor) or frames.dim() == 5
+                     else frames[None])
+    if isinstance(frames, torch.Tensor) and frames.shape[0] != 1:
+        raise ValueError(f"sample_rows draws one video, got {frames.shape[0]}")
+    rows = [("truth", frames[0, 1:])]
+    for label, model in models.items():
+        if getattr(getattr(model, "config", None), "model", None) == "vim":
+            pred = prior_one_step_predictions(model, frames, num_samples=num_samples)
+            rows += [(f"{label} sample {s + 1}", pred[s, 0]) for s in range(num_samples)]
+        else:
+            rows.append((label, model.infer(frames.to(_device(model)))["recon"][0, 1:].cpu()))
+    return rows
