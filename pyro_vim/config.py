@@ -139,6 +139,8 @@ class VIMConfig:
     z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
     selection_scale: float = 1.0  # pixels: distance scale of the module-selection posterior
     z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
+    straight_through: bool = False  # mix candidates by the hard choice (forward) with the
+    #                             relaxed sample's gradient (backward); False: the relaxed mix
     r_kl: str = "categorical"   # module-choice KL: "categorical" (analytic, between the choice
     #                             distributions) or "sample" (Trace_ELBO's relaxed Monte Carlo)
     prior_octaves: int = -1     # octave features of positions in the selection prior: -1 derives
@@ -215,6 +217,9 @@ class VIMConfig:
                 or self.prior_octaves < -1:
             raise ValueError(f"VIMConfig.prior_octaves must be an int >= -1 (-1: derived from "
                              f"image_size, 0: raw positions), got {self.prior_octaves!r}")
+        if not isinstance(self.straight_through, bool):
+            raise ValueError(f"VIMConfig.straight_through must be a bool, got "
+                             f"{self.straight_through!r}")
         if self.r_kl not in ("sample", "categorical"):
             raise ValueError(f"VIMConfig.r_kl must be 'sample' or 'categorical', got "
                              f"{self.r_kl!r}")

@@ -289,7 +289,11 @@ class VIM(PyroModule):
         logits = select(cand_pos, cand_feat)
         r = pyro.sample(sites.r_site(t, i),
                         SafeRelaxedOneHotCategorical(self.temperature, logits=logits))
-        mix_pos, mix_feat = self.mix(r, cand_pos, cand_feat)
+        weights = r
+        if self.config.straight_through:      # the hard choice forward, r's gradient backward
+            hard = F.one_hot(r.argmax(-1), r.shape[-1]).to(r.dtype)
+            weights = hard + r - r.detach()
+        mix_pos, mix_feat = self.mix(weights, cand_pos, cand_feat)
         z_loc, z_scale = update_dist(mix_pos, mix_feat)
         with poutine.scale(scale=self.z_kl_weight):
             z = pyro.sample(sites.z_site(t, i), dist.Normal(z_loc, z_scale).to_event(1))

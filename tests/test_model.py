@@ -292,3 +292,38 @@ def test_selection_prior_learns_a_border(octaves):
         assert impossible < 0.05
     else:
         assert impossible > 0.1
+
+
+def test_straight_through_mixes_the_hard_choice_and_keeps_the_gradient():
+    """straight_through=True: the state moves by exactly the chosen module's candidate, and the
+    relaxed sample still carries a gradient to the selection logits."""
+    from pyro_vim import SlotState
+
+    torch.manual_seed(0)
+    for straight in (True, False):
+        vim = VIM(tiny_config(straight_through=straight))
+        c = vim.config
+        n, k = 2, c.num_slots
+        h = SlotState(torch.rand(n, k, 2) - 0.5, torch.randn(n, k, c.slot_dim))
+        logits = torch.zeros(n, k, c.num_modules, requires_grad=True)
+        videos, slots = vim.plates(n)
+        pyro.set_rng_seed(3)
+        with videos, slots:
+            step = vim.transition_step(
+                1, h, lambda cand_pos, cand_feat: logits,
+                lambda mix_pos, mix_feat: (torch.zeros(n, k, c.state_dim),
+                                           torch.ones(n, k, c.state_dim)))
+        assert (step.r.max(-1).values < 0.999).any()                 # a relaxed sample
+        cand_pos, _ = vim.candidates(h)
+        chosen = cand_pos.gather(-2, step.r.argmax(-1)[..., None, None].expand(n, k, 1, 2))
+        exact = torch.allclose(step.mix_pos, chosen.squeeze(-2), atol=1e-6)
+        assert exact == straight
+        step.mix_pos.sum().backward()
+        assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_straight_through_is_off_by_default_and_validated():
+    from pyro_vim.config import VIMConfig
+    assert VIMConfig().straight_through is False
+    with pytest.raises(ValueError, match="straight_through"):
+        VIMConfig(straight_through=1)
