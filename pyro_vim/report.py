@@ -715,8 +715,7 @@ def _table1_samples_png(root: PathLike, groups: Dict[str, Any]) -> Optional[byte
     finally:
         torch.random.set_rng_state(rng)
     fig = plot_image_rows(rows, column_titles=[f"t={t}" for t in range(1, SEQ_LEN)],
-                          title=f"Table 1 models one step ahead (seed {seed}): deterministic "
-                                "predictors average the possible moves, VIM samples one")
+                          title=f"one step ahead, seed {seed}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
