@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pyro_vim.checkpoint import CheckpointWriteError  # noqa: E402
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
-from pyro_vim.distributed import DistributedSetupError  # noqa: E402
+from pyro_vim.distributed import DistributedSetupError, shutdown  # noqa: E402
 from pyro_vim.nn.accel import PRECISIONS  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.rundir import RunDirBusy  # noqa: E402
@@ -165,6 +165,8 @@ def main(args) -> dict:
         trainer.run(steps)
     except RunDirBusy as e:       # another live process trains into OUT
         _parser().error(str(e))
+    finally:
+        shutdown()                 # no collectives after training (rank 0 evaluates alone)
     result = {"step": trainer.step, "checkpoint": trainer.checkpoint_path}
     if not main_rank:              # rank 0 alone reports
         return result

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["Context", "SINGLE", "from_env", "barrier", "all_reduce_grads", "all_reduce_sum",
-           "gather_objects", "DistributedSetupError"]
+           "gather_objects", "shutdown", "DistributedSetupError"]
 
 
 class DistributedSetupError(RuntimeError):
@@ -93,6 +93,16 @@ def from_env(device: Optional[torch.device] = None, timeout_s: float = 300.0) ->
             f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}, backend {backend}): "
             f"{e}") from None
     return Context(rank, world, local or 0)
+
+
+def shutdown() -> None:
+    """Leave the process group (nothing when none was joined).
+
+    Each rank calls it once it takes part in no more collectives: a process that exits with a
+    live gloo group can abort in the group's destructor ("terminate called without an active
+    exception"), which torchrun reports as a failed launch."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier(ctx: Context) -> None:

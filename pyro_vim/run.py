@@ -40,7 +40,7 @@ import torch
 from .baselines.med import model_med
 from .checkpoint import CheckpointWriteError, config_differences, rng_state, set_rng_state
 from .config import VIMConfig
-from .distributed import SINGLE, Context, DistributedSetupError, barrier, from_env
+from .distributed import SINGLE, Context, DistributedSetupError, barrier, from_env, shutdown
 from .evaluate import default_seed, summary_metrics
 from .experiments import Experiment, describe, get_experiment
 from .fidelity import (
@@ -434,6 +434,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (CheckpointWriteError, NonFiniteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        shutdown()
     if ctx.is_main:
         print(f"done: python -m pyro_vim.report {args.out} aggregates the runs")
     return 0
