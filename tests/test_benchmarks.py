@@ -130,3 +130,22 @@ def test_gpu_benchmark_smoke_on_cpu(tmp_path):
     assert fp32["variant"] == "fp32" and fp32["loss_rel_diff_vs_fp32"] == 0
     assert fp32["sequences_per_s"] > 0 and "error" not in bf16
     assert 0 < bf16["loss_rel_diff_vs_fp32"] < 0.05
+
+
+def test_composition_factorisations(tmp_path):
+    """Fig. 6's two exact module sets: both reach the bound H(D) with a free guide; VIM's greedy
+    planner reaches it with the atomic set only; a set that cannot explain the data is None."""
+    import math
+    bench = load("composition_factorisations")
+    out = bench.main(["--restarts", "0", "--out", str(tmp_path / "f.json")])
+    h = out["atomic"]["displacement_entropy_nats"]
+    assert abs(h - math.log(8)) < 1e-9   # 1/4 log 16 (straight) + 1/2 log 8 (diagonal) + 1/4 log 4
+    for name in ("atomic", "diagonal"):
+        assert out[name]["kl_nats"] >= h - 1e-9
+        assert abs(out[name]["kl_nats"] - h) < 1e-6
+    assert abs(out["atomic"]["planner_nats"] - h) < 1e-9
+    assert out["diagonal"]["planner_nats"] > h + 0.2
+    assert out["atomic"]["deterministic_nats"] > h + 0.1     # ties must be split to reach it
+    assert json.loads((tmp_path / "f.json").read_text())["diagonal"]["num_modules"] == 5
+    single = bench.main(["--restarts", "0", "--moves", "1"])
+    assert single["diagonal"] is None and abs(single["atomic"]["kl_nats"] - math.log(4)) < 1e-9
