@@ -3,7 +3,7 @@
     python -m pyro_vim.run --list
     python -m pyro_vim.run EXPERIMENT [--set key=value ...] [--seeds 0,1,2] [--variants V,...]
                            --out DIR [--threads N] [--eval-sequences 64] [--eval-seq-len 11]
-                           [--device cuda] [--precision bf16] [--compile]
+                           [--device cuda] [--precision bf16] [--compile] [--jobs N]
     python -m pyro_vim.run --keys          # every settable config key
     python -m pyro_vim.run EXPERIMENT --out DIR --reevaluate   # re-score finished runs
 
@@ -15,6 +15,10 @@ complete).  A model family with its own ``evaluation_metrics`` (a baseline such 
 scored by them; the experiment's extra ``evaluations`` may add "composition" and "transfer"
 (VIM) or "med" (G-SWM's MED on Compositional Random Walk, single-step and multi-step).
 Then ``python -m pyro_vim.report DIR`` aggregates mean ± std over seeds.
+
+``--jobs N`` trains N runs of the sweep at a time, each in its own process with
+``--threads`` threads (default: the cores divided by N), e.g. ``--jobs 2 --threads 1`` on two
+cores; each run is the one a single process would train (same seed, same data).
 
 A killed sweep continues where it stopped when the same command is run again: complete runs are
 skipped, a started run resumes exactly from its checkpoint.  Changing a run's settings between
@@ -278,8 +282,8 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                    variants: Optional[Sequence[str]] = None, overrides: Sequence[str] = (),
                    eval_sequences: int = 64, eval_seq_len: int = 11, progress: bool = False,
                    log=print, reevaluate: bool = False, device=None, precision: str = "fp32",
-                   compile: bool = False, distributed: Optional[Context] = None
-                   ) -> List[Dict[str, Any]]:
+                   compile: bool = False, distributed: Optional[Context] = None,
+                   sweep_lock: bool = True) -> List[Dict[str, Any]]:
     """Every (variant, seed) run of ``experiment`` under ``out`` (see the module docstring);
     with ``reevaluate`` the complete runs are re-scored (:func:`rescore`) and nothing is
     trained."""
@@ -291,7 +295,8 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
     ctx = distributed if distributed is not None else SINGLE
     if not ctx.is_main:
         log = _quiet
-    lock = RunLock(os.path.join(out, experiment.name)) if ctx.is_main else nullcontext()
+    lock = (RunLock(os.path.join(out, experiment.name)) if ctx.is_main and sweep_lock
+            else nullcontext())
     with lock:
         for variant, seed, config in plan:
             folder = run_dir(out, experiment.name, variant, seed)
@@ -328,6 +333,79 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
     return results
 
 
+def run_jobs(experiment: Experiment, out: str, argv: Sequence[str], jobs: int,
+             threads: Optional[int], seeds: Optional[Sequence[int]] = None,
+             variants: Optional[Sequence[str]] = None, overrides: Sequence[str] = (),
+             log=print, poll_s: float = 0.5) -> List[Dict[str, Any]]:
+    """Every run of the sweep, ``jobs`` at a time, each in a child ``python -m pyro_vim.run``
+    that trains that one (variant, seed) with ``threads`` threads.  ``argv`` holds the options
+    the children share (``--set``, evaluation sizes, device, precision).  This process holds the
+    sweep's folder for the whole sweep; each child holds its run's folder.  A failed run is
+    reported and the others go on; raises :class:`RuntimeError` naming the failed runs, and
+    :class:`ValueError` before anything starts when a run folder holds other settings."""
+    seeds = list(experiment.seeds if seeds is None else seeds)
+    variants = list(experiment.variants if variants is None else variants)
+    for variant in variants:           # settings changed since a run started: refused up front
+        for seed in seeds:
+            _check_config(run_dir(out, experiment.name, variant, seed),
+                          experiment.config(variant, seed, overrides))
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    pending = [(v, s) for v in variants for s in seeds]
+    running: Dict[Any, subprocess.Popen] = {}
+    failed = []
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with RunLock(os.path.join(out, experiment.name)):
+        try:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    variant, seed = pending.pop(0)
+                    cmd = [sys.executable, "-m", "pyro_vim.run", experiment.name, "--out", out,
+                           "--seeds", str(seed), "--threads", str(threads), "--as-job", *argv]
+                    if variant:
+                        cmd += ["--variants", variant]
+                    log(f"[{time.strftime('%H:%M:%S')}] job {variant or experiment.name} "
+                        f"seed={seed}: {threads} thread(s)")
+                    running[(variant, seed)] = subprocess.Popen(cmd, env=env)
+                time.sleep(poll_s)
+                for key, proc in list(running.items()):
+                    if proc.poll() is not None:
+                        del running[key]
+                        if proc.returncode != 0:
+                            failed.append((key, proc.returncode))
+                            log(f"[{time.strftime('%H:%M:%S')}] job {key[0] or experiment.name} "
+                                f"seed={key[1]}: exited with {proc.returncode}")
+        finally:              # interrupted: stop the children (their runs resume later)
+            for proc in running.values():
+                proc.terminate()
+            for proc in running.values():
+                proc.wait()
+    if failed:
+        raise RuntimeError("runs failed: " + ", ".join(
+            f"{v or experiment.name} seed={s} (exit {rc})" for (v, s), rc in failed))
+    results = []
+    for variant in variants:
+        for seed in seeds:
+            path = os.path.join(run_dir(out, experiment.name, variant, seed), "metrics.json")
+            with open(path) as f:
+                results.append(json.load(f))
+    return results
+
+
+def _job_argv(args) -> List[str]:
+    """The options a ``--jobs`` child shares with its parent."""
+    argv = ["--eval-sequences", str(args.eval_sequences), "--eval-seq-len",
+            str(args.eval_seq_len), "--precision", args.precision]
+    if args.overrides:
+        argv += ["--set", *args.overrides]
+    if args.device is not None:
+        argv += ["--device", args.device]
+    if args.compile:
+        argv.append("--compile")
+    if args.progress:
+        argv.append("--progress")
+    return argv
+
+
 def _quiet(*args, **kwargs) -> None:
     """The log of the ranks other than 0 under torchrun (rank 0 reports)."""
 
@@ -356,6 +434,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile encoder and decoder")
     p.add_argument("--reevaluate", action="store_true",
                    help="re-score the complete runs with the current evaluation (no training)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at a time, each in its own process (with --threads "
+                        "threads; default: the cores divided by --jobs)")
+    p.add_argument("--as-job", action="store_true", help=argparse.SUPPRESS)  # a --jobs child
     return p
 
 
@@ -390,7 +472,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ValueError(f"unknown variants {unknown}; {experiment.name} has "
                                  f"{[v for v in experiment.variants]}")
         parse_overrides(args.overrides)
-        for name in ("eval_sequences", "eval_seq_len", "threads"):
+        for name in ("eval_sequences", "eval_seq_len", "threads", "jobs"):
             value = getattr(args, name)
             if value is not None and value < (2 if name == "eval_seq_len" else 1):
                 raise ValueError(f"--{name.replace('_', '-')} is too small: {value}")
@@ -423,11 +505,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if ctx.enabled and args.reevaluate:
         print("error: --reevaluate runs in one process (no torchrun)", file=sys.stderr)
         return 2
+    if args.jobs > 1 and (ctx.enabled or args.reevaluate):
+        print("error: --jobs trains runs in child processes; it goes with neither torchrun nor "
+              "--reevaluate", file=sys.stderr)
+        shutdown()
+        return 2
+    if args.jobs > 1:
+        try:
+            run_jobs(experiment, args.out, _job_argv(args), args.jobs, args.threads, seeds,
+                     variants, args.overrides)
+        except (RunDirBusy, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"done: python -m pyro_vim.report {args.out} aggregates the runs")
+        return 0
     try:
         run_experiment(experiment, args.out, seeds, variants, args.overrides,
                        args.eval_sequences, args.eval_seq_len, args.progress,
                        reevaluate=args.reevaluate, device=args.device,
-                       precision=args.precision, compile=args.compile, distributed=ctx)
+                       precision=args.precision, compile=args.compile, distributed=ctx,
+                       sweep_lock=not args.as_job)
     except (RunDirBusy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -201,3 +201,43 @@ def test_reevaluate_rescores_without_training(tmp_path):
     assert again["metrics"]["rule_module_accuracy"] == first["metrics"]["rule_module_accuracy"]
     assert again["before_learning"] == first["before_learning"]       # from pretrained.pt
     assert os.path.exists(os.path.join(folder, "before.json"))
+
+
+def test_jobs_train_the_runs_a_single_process_trains(tmp_path, capsys):
+    """--jobs 2: two child processes, one run each; each run's result is the one the same run
+    gets in this process (same seed, same data, one thread)."""
+    args = ["random_walk", "--seeds", "0,1", "--set", *TINY, *EVAL, "--threads", "1"]
+    assert run([*args, "--out", str(tmp_path / "jobs"), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "job random_walk seed=0: 1 thread(s)" in out and "seed=1" in out
+    torch.set_num_threads(1)
+    assert run([*args[:2], "1", *args[3:], "--out", str(tmp_path / "one")]) == 0
+    par = read(os.path.join(runner.run_dir(str(tmp_path / "jobs"), "random_walk", "", 1),
+                            "metrics.json"))
+    one = read(os.path.join(runner.run_dir(str(tmp_path / "one"), "random_walk", "", 1),
+                            "metrics.json"))
+    assert par["metrics"]["recon_mse"] == pytest.approx(one["metrics"]["recon_mse"], rel=1e-5)
+    assert par["steps"] == one["steps"] == 5
+    # a finished sweep run again with --jobs trains nothing and keeps the results
+    before = os.stat(os.path.join(runner.run_dir(str(tmp_path / "jobs"), "random_walk", "", 0),
+                                  "checkpoint.pt")).st_mtime_ns
+    assert run([*args, "--out", str(tmp_path / "jobs"), "--jobs", "2"]) == 0
+    assert os.stat(os.path.join(runner.run_dir(str(tmp_path / "jobs"), "random_walk", "", 0),
+                                "checkpoint.pt")).st_mtime_ns == before
+
+
+def test_jobs_refuse_changed_settings_and_a_live_sweep(tmp_path, capsys):
+    from pyro_vim.rundir import RunLock
+    args = ["random_walk", "--seeds", "0", "--out", str(tmp_path), "--jobs", "2", *EVAL]
+    with RunLock(os.path.join(tmp_path, "random_walk")):
+        assert run([*args, "--set", *TINY]) == 2
+    assert "in use by another process" in capsys.readouterr().err
+    folder = runner.run_dir(str(tmp_path), "random_walk", "", 0)
+    os.makedirs(folder)
+    config = get_experiment("random_walk").config("", 0, TINY)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config.replace(num_slots=config.num_slots + 1).to_dict(), f)
+    assert run([*args, "--set", *TINY]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert os.listdir(folder) == ["config.json"]
+    assert run([*args, "--set", *TINY, "--reevaluate"]) == 2
