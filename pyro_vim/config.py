@@ -124,6 +124,8 @@ class VIMConfig:
     decoder_kernel: int = 1     # 1: per-pixel MLP decoder; 5: the paper's 5x5 conv decoder
     decoder_layers: int = 1     # hidden layers after the broadcast layer
     mask_extent: float = 5.0    # pixels: initial extent of object slots' masks (0: not local)
+    decode_window: int = 0      # pixels: decode object slots only in a window this wide around
+    #                             their position, no mask outside it (0: the whole frame)
     module_hidden: int = 64     # width of each transition module MLP (Table 4: 128)
     update_hidden: int = 64     # width of the Gaussian-update MLPs (Table 4: 64)
     keyquery_dim: int = 32      # key/query size of the selection attention (A.1: 64)
@@ -217,6 +219,13 @@ class VIMConfig:
                 or self.prior_octaves < -1:
             raise ValueError(f"VIMConfig.prior_octaves must be an int >= -1 (-1: derived from "
                              f"image_size, 0: raw positions), got {self.prior_octaves!r}")
+        if isinstance(self.decode_window, bool) or not isinstance(self.decode_window, int) \
+                or self.decode_window < 0 or self.decode_window == 1:
+            raise ValueError(f"VIMConfig.decode_window must be 0 (decode the whole frame) or an "
+                             f"int >= 2 (pixels), got {self.decode_window!r}")
+        if self.decode_window and not self.mask_extent:
+            raise ValueError("VIMConfig.decode_window needs local object masks (mask_extent > 0): "
+                             "without them every slot may explain any pixel")
         if not isinstance(self.straight_through, bool):
             raise ValueError(f"VIMConfig.straight_through must be a bool, got "
                              f"{self.straight_through!r}")

@@ -235,11 +235,24 @@ class VIM(PyroModule):
     def decode(self, pos: torch.Tensor, feat: torch.Tensor):
         """Decode all (..., K) slots in one call: rgb (..., K, 3, H, W), logits (..., K, H, W)."""
         lead = pos.shape[:-1]
+        s, window = self.config.image_size, self.config.decode_window
+        if window:       # the background slot over the frame, object slots in their windows
+            d = feat.shape[-1]
+            bg = self.decoder(pos[..., :1, :].reshape(-1, 2), feat[..., :1, :].reshape(-1, d),
+                              self.grid, local=torch.zeros(pos[..., 0, 0].numel(),
+                                                           dtype=torch.bool, device=pos.device))
+            obj = self.decoder(pos[..., 1:, :].reshape(-1, 2), feat[..., 1:, :].reshape(-1, d),
+                               self.grid, window=window)
+            k = lead[-1]
+            rgb = torch.cat([bg[0].reshape(*lead[:-1], 1, 3, s, s),
+                             obj[0].reshape(*lead[:-1], k - 1, 3, s, s)], -4)
+            logits = torch.cat([bg[1].reshape(*lead[:-1], 1, s, s),
+                                obj[1].reshape(*lead[:-1], k - 1, s, s)], -3)
+            return rgb, logits
         local = torch.ones(lead, dtype=torch.bool, device=pos.device)
         local[..., 0] = False                  # slot 0 is the background slot: not local
         rgb, logits = self.decoder(pos.reshape(-1, 2), feat.reshape(-1, feat.shape[-1]),
                                    self.grid, local=local.reshape(-1))
-        s = self.config.image_size
         return rgb.reshape(*lead, 3, s, s), logits.reshape(*lead, s, s)
 
     @torch.no_grad()

@@ -149,3 +149,15 @@ def test_composition_factorisations(tmp_path):
     assert json.loads((tmp_path / "f.json").read_text())["diagonal"]["num_modules"] == 5
     single = bench.main(["--restarts", "0", "--moves", "1"])
     assert single["diagonal"] is None and abs(single["atomic"]["kl_nats"] - math.log(4)) < 1e-9
+
+
+def test_decode_window_benchmark_smoke(tmp_path):
+    out = load("decode_window").main(load("decode_window").parse_args(
+        ["--threads", "1", "--warmup", "0", "--repeats", "1", "--window", "6",
+         "--precisions", "fp32", "--out", str(tmp_path / "w.json"), "--set", "image_size=16",
+         "slot_dim=8", "encoder_channels=8", "decoder_channels=8", "module_hidden=16",
+         "update_hidden=16", "keyquery_dim=8", "batch_size=2", "seq_len_start=3",
+         "seq_len_max=3"]))
+    assert [p["decode_window"] for p in out["points"]] == [0, 6]
+    assert out["points"][0]["speedup"] == 1.0 and out["points"][1]["dynamics_step_s"] > 0
+    assert json.loads((tmp_path / "w.json").read_text())["seq_len"] == 3

@@ -327,3 +327,55 @@ def test_straight_through_is_off_by_default_and_validated():
     assert VIMConfig().straight_through is False
     with pytest.raises(ValueError, match="straight_through"):
         VIMConfig(straight_through=1)
+
+
+def test_decode_window_covering_the_frame_equals_the_full_decode():
+    torch.manual_seed(0)
+    c = tiny_config()
+    full = VIM(c)
+    wide = VIM(c.replace(decode_window=2 * c.image_size))
+    wide.load_state_dict(full.state_dict())
+    pos = torch.rand(2, 3, c.num_slots, 2) * 2 - 1         # inside the frame
+    feat = torch.randn(2, 3, c.num_slots, c.slot_dim)
+    (rgb_a, logit_a), (rgb_b, logit_b) = full.decode(pos, feat), wide.decode(pos, feat)
+    assert rgb_b.shape == rgb_a.shape and logit_b.shape == logit_a.shape
+    assert torch.allclose(rgb_a, rgb_b, atol=1e-5) and torch.allclose(logit_a, logit_b, atol=1e-4)
+
+
+def test_decode_window_keeps_object_slots_in_their_window():
+    from pyro_vim.nn.encoder import pixels_to_coords
+    torch.manual_seed(0)
+    c = tiny_config().replace(decode_window=6)
+    vim = VIM(c)
+    s = c.image_size
+    # slot 1 inside, slot 2 on the top-left corner (the window hangs over the border),
+    # slot 3 at pixel (column 9.4, row 2.6), which rounds to (9, 3)
+    px = torch.tensor([[8.0, 8.0], [8.0, 8.0], [0.0, 0.0], [9.4, 2.6]])[:c.num_slots]
+    pos = pixels_to_coords(px, s)[None]
+    feat = torch.randn(1, c.num_slots, c.slot_dim)
+    rgb, logits = vim.decode(pos, feat)
+    inside = logits[0] > -1e3
+    assert inside[0].all()                               # the background slot: everywhere
+    assert inside[1].sum() == 36 and inside[1, 5:11, 5:11].all()
+    assert inside[2].sum() == 9 and inside[2, :3, :3].all()     # 3 x 3 of the 6 x 6 in frame
+    assert inside[3].sum() == 36 and inside[3, 0:6, 6:12].all()
+    assert (rgb[0, 1:][~inside[1:, None].expand(-1, 3, -1, -1)] == 0).all()
+
+
+def test_decode_window_elbo_finite_and_gradient_reaches_every_parameter():
+    vim = VIM(tiny_config(decode_window=8))
+    loss = Trace_ELBO()(vim.model, vim.guide)(frames_of())
+    assert torch.isfinite(loss)
+    loss.backward()
+    missing = [name for name, p in vim.named_parameters() if p.grad is None
+               or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("value, match", [(1, "int >= 2"), (-2, "int >= 2"), (4.0, "int >= 2"),
+                                          (True, "int >= 2")])
+def test_decode_window_is_validated(value, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_config(decode_window=value)
+    with pytest.raises(ValueError, match="mask_extent"):
+        tiny_config(decode_window=8, mask_extent=0.0)
