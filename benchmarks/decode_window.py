@@ -16,26 +16,18 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from gpu import commit  # noqa: E402  (benchmarks/gpu.py)
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.train import Trainer  # noqa: E402
-
-
-def commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"],
-                                       cwd=os.path.dirname(os.path.abspath(__file__)),
-                                       stderr=subprocess.DEVNULL, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def parse_args(argv=None):
