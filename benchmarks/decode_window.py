@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gpu import commit  # noqa: E402  (benchmarks/gpu.py)
+
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.train import Trainer  # noqa: E402

@@ -28,8 +28,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-
 #: mask logit of a pixel outside a slot's window: no mass (exp underflows to 0 against any
 #: slot decoded there), finite so that no inf - inf arises in the mixture's normalisation
 OUTSIDE_LOGIT = -1.0e4
@@ -67,9 +65,7 @@ class BroadcastDecoder(nn.Module):
         the module docstring); the caller passes the rows that are local."""
         if window:
             return self._windowed(pos, feat, int(window), local)
-        b, s = pos.shape[0], self.image_size
-        rgb, logits = self._decode(pos, feat, grid[None], s, local)
-        return rgb, logits
+        return self._decode(pos, feat, grid[None], self.image_size, local)
 
     def _decode(self, pos, feat, grid, size: int, local):
         """Rows decoded on their pixel coordinates ``grid`` (1 or B, size*size, 2)."""
