@@ -34,6 +34,7 @@ from pyro_vim.train import Trainer  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=PRESETS, default="cpu")
+    p.add_argument("--device", default="cpu")
     p.add_argument("--window", type=int, default=16, help="decode_window in pixels")
     p.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     p.add_argument("--warmup", type=int, default=2)
@@ -43,6 +44,8 @@ def parse_args(argv=None):
                    metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--out", default=None, help="write the results as JSON")
     args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device} was asked for but CUDA is not available")
     if args.warmup < 0 or args.repeats < 1 or args.window < 2:
         p.error("--warmup must be >= 0, --repeats >= 1 and --window >= 2")
     return args
@@ -56,7 +59,7 @@ def main(args):
     trainers, first_loss, times = {}, {}, {}
     dynamics = base.pretrain_steps + 10 ** 7                 # past the curriculum
     for w, prec in variants:
-        trainer = Trainer(base.replace(decode_window=w), device="cpu", progress=False,
+        trainer = Trainer(base.replace(decode_window=w), device=args.device, progress=False,
                           tensorboard=False, precision=prec)
         trainer.step = dynamics
         first_loss[(w, prec)] = trainer.train_step()["loss"]     # same batch for every variant
@@ -64,11 +67,14 @@ def main(args):
             trainer.step = dynamics
             trainer.train_step()
         trainers[(w, prec)], times[(w, prec)] = trainer, []
+    sync = torch.cuda.synchronize if torch.device(args.device).type == "cuda" else (lambda: None)
     for _ in range(args.repeats):
         for key, trainer in trainers.items():
             trainer.step = dynamics
+            sync()
             start = time.perf_counter()
             trainer.train_step()
+            sync()
             times[key].append(time.perf_counter() - start)
     reference = statistics.median(times[variants[0]])
     result = {"date": time.strftime("%Y-%m-%d"), "commit": commit(),

@@ -10,8 +10,10 @@
 #   2. benchmarks/gpu.py: sequences/s of the paper and cpu presets, fp32 / bf16 / compile;
 #   3. side by side on the same GPU (so their clocks are upper bounds): time to identification
 #      of the cpu preset and of the paper preset (Appendix A sizes, a shortened schedule), with
-#      the fastest variant of step 2; and the Fig. 6 runner (vim2_compositions, seeds 0-2).
-# Results land in $OUT: gpu.json, tti_cpu.tgz, tti_paper.tgz, vim2.tgz, logs.tgz.
+#      the fastest variant of step 2; and the Fig. 6 runner (vim2_compositions, seeds 0-2) with
+#      M = 4, the control of BENCHMARKS.md's Fig. 6 diagnosis (M = 5 ran on 2026-11-27);
+#   4. benchmarks/decode_window.py on the GPU (object slots decoded in a 16-pixel window).
+# Results land in $OUT: gpu.json, tti_cpu.tgz, tti_paper.tgz, vim2.tgz, window.json, logs.tgz.
 set -u
 OUT=${OUT:?set OUT to the results folder}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -51,7 +53,7 @@ EOF
 stamp "3. trainings side by side (paper preset: --precision $PREC ${COMP:-})"
 PAPER_SHORT="pretrain_steps=1500 warmup_steps=300 pretrain_lr=1e-3 lr=1e-3 seq_len_max=10 \
 seq_len_every=500 z_kl_anneal_steps=1000"
-LEFT=$(( 540 - ($(date +%s) - T0) ))
+LEFT=$(( 420 - ($(date +%s) - T0) ))
 TRAIN=$(( LEFT - 60 ))
 timeout $LEFT python3 benchmarks/time_to_identification.py --device cuda --preset cpu \
     --minutes $(python3 -c "print(round($TRAIN / 60 - 0.7, 2))") --eval-every-minutes 0.5 \
@@ -62,9 +64,12 @@ timeout $LEFT python3 benchmarks/time_to_identification.py --device cuda --prese
     --out /tmp/tti_paper > "$LOGS/tti_paper.txt" 2>&1 &
 for s in 0 1 2; do
     timeout $LEFT python3 -m pyro_vim.run vim2_compositions --seeds $s --out /tmp/v2_s$s \
-        --threads 2 > "$LOGS/vim2_s$s.txt" 2>&1 &
+        --threads 2 --set num_modules=4 > "$LOGS/vim2_s$s.txt" 2>&1 &
 done
 wait
+stamp "4. decode_window on the GPU"
+timeout 120 python3 benchmarks/decode_window.py --device cuda --preset paper --repeats 5 \
+    --out "$OUT/window.json" 2>&1 | tee "$LOGS/window.txt"
 stamp "done"
 for f in "$LOGS"/tti_*.txt "$LOGS"/vim2_s*.txt; do echo "== $f"; tail -n 8 "$f"; done
 tar czf "$OUT/tti_cpu.tgz" -C /tmp tti_cpu 2>/dev/null
