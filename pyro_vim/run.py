@@ -32,8 +32,10 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from typing import Any, Dict, List, Optional, Sequence
@@ -354,6 +356,12 @@ def run_jobs(experiment: Experiment, out: str, argv: Sequence[str], jobs: int,
     running: Dict[Any, subprocess.Popen] = {}
     failed = []
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+
+    def _stop(signum, frame):           # kill PID: stop the children too (they resume later)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None
     with RunLock(os.path.join(out, experiment.name)):
         try:
             while pending or running:
@@ -375,6 +383,8 @@ def run_jobs(experiment: Experiment, out: str, argv: Sequence[str], jobs: int,
                             log(f"[{time.strftime('%H:%M:%S')}] job {key[0] or experiment.name} "
                                 f"seed={key[1]}: exited with {proc.returncode}")
         finally:              # interrupted: stop the children (their runs resume later)
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
             for proc in running.values():
                 proc.terminate()
             for proc in running.values():

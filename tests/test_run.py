@@ -241,3 +241,44 @@ def test_jobs_refuse_changed_settings_and_a_live_sweep(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     assert os.listdir(folder) == ["config.json"]
     assert run([*args, "--set", *TINY, "--reevaluate"]) == 2
+
+
+def test_killing_a_jobs_sweep_stops_its_children_and_it_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = str(tmp_path)
+    args = [sys.executable, "-m", "pyro_vim.run", "random_walk", "--seeds", "0,1", "--out", out,
+            "--jobs", "2", "--threads", "1", *EVAL, "--set",
+            *[a for a in TINY if not a.startswith("steps=")], "steps=120"]
+    output = tmp_path / "sweep.txt"
+    with open(output, "w") as f:
+        proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
+    log = os.path.join(runner.run_dir(out, "random_walk", "", 1), "log.jsonl")
+    deadline = time.time() + 120
+    while not os.path.exists(log) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert os.path.exists(log), output.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+
+    def children():
+        found = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            if "--as-job" in cmd and out in cmd:
+                found.append(pid)
+        return found
+    assert children() == []
+    assert not os.path.exists(os.path.join(runner.run_dir(out, "random_walk", "", 1),
+                                           "metrics.json"))
+    # the same command again finishes both runs (a started run resumes from its checkpoint)
+    assert subprocess.run(args, capture_output=True, timeout=300).returncode == 0
+    for seed in (0, 1):
+        result = read(os.path.join(runner.run_dir(out, "random_walk", "", seed), "metrics.json"))
+        assert result["steps"] == 122
