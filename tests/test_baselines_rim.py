@@ -355,6 +355,9 @@ def test_table1_runner_smoke(tmp_path, capsys):
     assert vim["steps"] == 5 and vim["metrics"]["rule_module_accuracy"] is not None
     assert vim["metrics"]["table1_prior_mse"] == vim["metrics"]["table1"][
         "vim_prior_one_step"]["per_frame"]
+    # the error of the samples' mean is at most their mean error (the squared error is convex)
+    assert 0 < vim["metrics"]["table1_prior_mean_mse"] <= vim["metrics"]["table1_prior_mse"]
+    assert vim["metrics"]["table1"]["prior_samples"] == runner.TABLE1_TEST["prior_samples"]
     with open(os.path.join(runner.run_dir(str(tmp_path), "table1", "rim", 0),
                            "config.json")) as f:
         config = VIMConfig.from_dict(json.load(f))
