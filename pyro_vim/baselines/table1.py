@@ -11,8 +11,8 @@ frames that have a past (RIM and SCOFF predict frame t from the true frames < t;
 * (b) :func:`inference_errors` — VIM with its inference network: ``vim.infer(frames)["recon"]``
   (the guide sees frame t when it reconstructs it); also reported over all 5 frames;
 * (c) :func:`prior_one_step_errors` — VIM one step ahead from its prior (also scored as the mean
-  of its samples, ``vim_prior_mean``: the blur a squared-error predictor converges to): for every t, the guide
-  is run on frames ``0..t-1`` only (posterior samples of ``z_0``, ``r_{1..t-1}``,
+  of its samples, ``vim_prior_mean``: the blur a squared-error predictor converges to): for
+  every t, the guide is run on frames ``0..t-1`` only (posterior samples of ``z_0``, ``r_{1..t-1}``,
   ``z_{1..t-1}``) and the model is replayed on that trace with one step of horizon, so ``r_t``
   and ``z_t`` are sampled from the model's prior (:func:`pyro_vim.infer.predict`); frame t is
   the rendered mean of the predicted slots and never enters the computation.
