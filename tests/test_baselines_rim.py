@@ -381,3 +381,24 @@ def test_sample_rows_blur_against_samples():
     assert torch.allclose(rows[1][1], (frames[0, 1:] + 0.1))   # _Offset: truth + 0.1
     with pytest.raises(ValueError, match="one video"):
         sample_rows({"OFF": _Offset(0.0)}, torch.rand(2, 5, 3, 16, 16))
+
+
+def test_table1_reference_errors_by_hand():
+    """The references on a hand-made video: a ball in the top-left corner moving right twice.
+    The background costs the ball's pixels; from the corner only right and down are legal, so
+    the perfect sampler is right half the time and the mean of its draws errs less."""
+    import numpy as np
+    from pyro_vim.baselines.table1 import reference_errors
+    from pyro_vim.data import RandomWalk
+    gen = RandomWalk(image_size=16, num_objects=1)
+    batch = gen.generate(2, 3, seed=0)
+    radius = gen.radius
+    pos = np.array([[radius, radius], [radius + 3, radius], [radius + 6, radius]], np.float32)
+    frames = np.stack([gen.render(p[None, None], batch.attributes["color"][0]) for p in pos], 1)
+    batch.frames = np.repeat(frames, 2, 0)
+    batch.positions = np.repeat(pos[None, :, None], 2, 0)
+    ref = reference_errors(gen, batch, num_draws=4, seq_len=None)
+    ball = ((batch.frames[0, 1] - gen.background) ** 2).sum()
+    assert ref["background"]["per_frame"] == pytest.approx(ball)
+    assert ref["previous_frame"]["per_frame"] > 0
+    assert 0 < ref["oracle_mean"]["per_frame"] < ref["oracle_sample"]["per_frame"]

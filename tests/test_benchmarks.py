@@ -161,3 +161,14 @@ def test_decode_window_benchmark_smoke(tmp_path):
     assert [p["decode_window"] for p in out["points"]] == [0, 6]
     assert out["points"][0]["speedup"] == 1.0 and out["points"][1]["dynamics_step_s"] > 0
     assert json.loads((tmp_path / "w.json").read_text())["seq_len"] == 3
+
+
+def test_table1_references(tmp_path):
+    out = load("table1_references").main(["--seeds", "0,1", "--sequences", "4", "--draws", "8",
+                                          "--set", "image_size=16", "--out",
+                                          str(tmp_path / "r.json")])
+    for r in out["seeds"].values():
+        # the mean of the draws errs less than a draw on average (the squared error is convex)
+        assert 0 < r["oracle_mean"] < r["oracle_sample"]
+        assert r["background"] > 0 and r["previous_frame"] > 0
+    assert json.loads((tmp_path / "r.json").read_text())["draws"] == 8

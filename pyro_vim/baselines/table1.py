@@ -29,7 +29,7 @@ import torch
 
 __all__ = ["SEQ_LEN", "squared_errors", "summarise", "teacher_forced_errors",
            "inference_errors", "prior_one_step_predictions", "prior_one_step_errors",
-           "table1_metrics", "sample_rows"]
+           "table1_metrics", "reference_errors", "sample_rows"]
 
 #: Frames per Table 1 sequence.
 SEQ_LEN = 5
@@ -169,6 +169,64 @@ def table1_metrics(model, batch, num_samples: int = 4, chunk: int = 64,
     if "vim_prior_one_step" in out:
         out["mse_prior_one_step"] = out["vim_prior_one_step"]["per_frame"]
     out["seq_len"] = int(frames.shape[1])
+    return out
+
+
+def reference_errors(generator, batch, num_draws: int = 64, seed: int = 0,
+                     seq_len: Optional[int] = SEQ_LEN) -> Dict[str, Any]:
+    """Model-free references for the Table 1 scores of ``batch`` (Random Walk, atomic moves),
+    each a :func:`summarise` over frames 1..T-1:
+
+    * ``background``: every frame predicted as the empty background (a predictor that never
+      learned the objects);
+    * ``previous_frame``: frame t predicted as frame t-1;
+    * ``oracle_sample``: a perfect stochastic predictor -- the objects' true positions at t-1,
+      each moved by a move drawn uniformly among those that keep it in the frame (the data's
+      rule), rendered; the error averaged over ``num_draws`` draws;
+    * ``oracle_mean``: the average of those ``num_draws`` rendered futures, i.e. the best
+      deterministic predictor of frame t from the true state at t-1 (the conditional mean,
+      estimated).
+
+    A deterministic next-frame model can do no better than ``oracle_mean`` on average; a model
+    whose samples follow the data scores ``oracle_sample`` per sample."""
+    frames = np.asarray(batch.frames, dtype=np.float64)
+    pos = np.asarray(batch.positions)
+    if seq_len is not None:
+        frames, pos = frames[:, :seq_len], pos[:, :seq_len]
+    n, t_len = frames.shape[:2]
+    step = int(batch.config.get("step", getattr(generator, "step", 1)))
+    colors = np.asarray(batch.attributes["color"], dtype=np.float32)
+    half = np.asarray(batch.attributes["size"], dtype=np.float64)[..., None]      # (N, O, 1)
+    low, high = half, generator.image_size - 1 - half
+    vectors = np.array([[0, -1], [0, 1], [-1, 0], [1, 0]], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    background = np.broadcast_to(np.asarray(generator.background, dtype=np.float64),
+                                 frames.shape[2:])
+    se = {"background": ((frames - background) ** 2).sum(axis=(2, 3, 4))}
+    se["previous_frame"] = np.concatenate(
+        [np.full((n, 1), np.nan), ((frames[:, 1:] - frames[:, :-1]) ** 2).sum(axis=(2, 3, 4))],
+        1)
+    sample_se = np.full((n, t_len), np.nan)
+    mean_se = np.full((n, t_len), np.nan)
+    for t in range(1, t_len):
+        start = pos[:, t - 1].astype(np.float64)                           # (N, O, 2)
+        cand = start[:, :, None] + step * vectors                          # (N, O, 4, 2)
+        legal = np.all((cand >= low[:, :, None]) & (cand <= high[:, :, None]), -1)
+        total = np.zeros(frames[:, t].shape)
+        errors = []
+        for _ in range(num_draws):
+            score = np.where(legal, rng.random(legal.shape), -1.0)
+            move = score.argmax(-1)                                         # (N, O)
+            nxt = start + step * vectors[move]
+            draw = generator.render(nxt, colors).astype(np.float64)
+            total += draw
+            errors.append(((draw - frames[:, t]) ** 2).sum(axis=(1, 2, 3)))
+        sample_se[:, t] = np.mean(errors, 0)
+        mean_se[:, t] = ((total / num_draws - frames[:, t]) ** 2).sum(axis=(1, 2, 3))
+    se["oracle_sample"], se["oracle_mean"] = sample_se, mean_se
+    pixels = int(np.prod(frames.shape[2:]))
+    out = {name: summarise(v, pixels) for name, v in se.items()}
+    out["num_draws"] = int(num_draws)
     return out
 
 
