@@ -388,6 +388,7 @@ def test_table1_reference_errors_by_hand():
     The background costs the ball's pixels; from the corner only right and down are legal, so
     the perfect sampler is right half the time and the mean of its draws errs less."""
     import numpy as np
+
     from pyro_vim.baselines.table1 import reference_errors
     from pyro_vim.data import RandomWalk
     gen = RandomWalk(image_size=16, num_objects=1)
