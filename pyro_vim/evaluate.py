@@ -134,7 +134,10 @@ def fidelity_metrics(vim, batch: VideoBatch, report: Dict[str, Any], rollout: bo
 @torch.no_grad()
 def _elbo_terms(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str, float]:
     """Held-out ELBO terms per video (one posterior sample, Gaussian KL unscaled); no gradient
-    is kept, so the model decodes long videos a few frames at a time."""
+    is kept, so the model decodes long videos a few frames at a time.  The module-choice KL is
+    the one the model trains with (``config.r_kl``): analytic between the categorical choices,
+    or the Monte Carlo estimate on relaxed samples (whose single-sample values, differences of
+    relaxed log-densities, can be large and of either sign)."""
     from .elbo import TermsELBO
     device = next(vim.parameters()).device
     weight, vim.z_kl_weight = getattr(vim, "z_kl_weight", 1.0), 1.0
@@ -142,7 +145,8 @@ def _elbo_terms(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str, float]:
     try:
         for i in range(0, len(frames), chunk):
             part = torch.from_numpy(frames[i:i + chunk]).to(device)
-            _, terms = TermsELBO().loss_and_terms(vim.model, vim.guide, part)
+            elbo = TermsELBO(categorical_r=getattr(vim.config, "r_kl", "sample") == "categorical")
+            _, terms = elbo.loss_and_terms(vim.model, vim.guide, part)
             for k, v in terms.items():
                 totals[k] = totals.get(k, 0.0) + v * len(part)
     finally:
