@@ -172,3 +172,18 @@ def test_table1_references(tmp_path):
         assert 0 < r["oracle_mean"] < r["oracle_sample"]
         assert r["background"] > 0 and r["previous_frame"] > 0
     assert json.loads((tmp_path / "r.json").read_text())["draws"] == 8
+
+
+def test_train_more_smoke(tmp_path):
+    from pyro_vim.train import Trainer
+
+    from .helpers import tiny_config
+    run = Trainer(tiny_config(model="rim", pretrain_steps=0, steps=2, eval_every=0),
+                  out_dir=str(tmp_path / "run"), progress=False, tensorboard=False)
+    run.run(2)
+    run.close()
+    out = load("train_more").main([str(tmp_path / "run" / "checkpoint.pt"), "--minutes",
+                                   "0.01", "--sequences", "2", "--out", str(tmp_path / "more")])
+    assert out["model"] == "rim" and out["steps_more"] >= 1
+    assert out["table1_mse_before"] > 0 and out["table1_mse_after"] > 0
+    assert json.loads((tmp_path / "more" / "result.json").read_text()) == out
