@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pyro_vim.checkpoint import CheckpointWriteError  # noqa: E402
 from pyro_vim.config import PRESETS, VIMConfig  # noqa: E402
-from pyro_vim.distributed import DistributedSetupError, shutdown  # noqa: E402
+from pyro_vim.distributed import DistributedSetupError, exit_process, shutdown  # noqa: E402
 from pyro_vim.nn.accel import PRECISIONS  # noqa: E402
 from pyro_vim.overrides import apply_overrides  # noqa: E402
 from pyro_vim.rundir import RunDirBusy  # noqa: E402
@@ -181,4 +181,5 @@ if __name__ == "__main__":
         main(parse_args())
     except (NonFiniteError, CheckpointWriteError) as e:   # the last good checkpoint is kept
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        exit_process(1)
+    exit_process(0)

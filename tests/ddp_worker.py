@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pyro_vim.distributed import shutdown  # noqa: E402
+from pyro_vim.distributed import exit_process, shutdown  # noqa: E402
 from pyro_vim.handlers import UseMeans  # noqa: E402
 from pyro_vim.model import VIM  # noqa: E402
 from pyro_vim.train import Trainer  # noqa: E402
@@ -40,3 +40,4 @@ if __name__ == "__main__":
         torch.save({"params": {k: v.detach() for k, v in trainer.model.state_dict().items()},
                     "loss": record["loss"], "world": trainer.dist.world_size}, sys.argv[1])
     shutdown()
+    exit_process(0)
