@@ -6,10 +6,11 @@ settings):
 ``--what walls``    the posterior's and the prior's probability of the impossible moves for
                     balls at a wall (one step, 32 videos of 6 frames): is the target (q) right
                     and the prior short of it?
-``--what sampling`` ``prior_calibration`` with the relaxed module choice (as the model
-                    samples it) and with a hard categorical choice (the argmax of the same
-                    relaxed sample, an exact categorical draw), each with the update z sampled or
-                    at its mean: is the relaxed mixing of candidates to blame?
+``--what sampling`` ``prior_calibration`` with the relaxed module choice (as training
+                    mixes it: ``test_choices="relaxed"``) and with a hard categorical choice
+                    (the argmax of the same relaxed sample, an exact categorical draw), each
+                    with the update z sampled or at its mean: is the relaxed mixing of
+                    candidates to blame?
 ``--what mixing``   the mean weight that the relaxed posterior sample (temperature tau, 200
                     Gumbel draws per choice) gives the most probable module of each ball's slot,
                     and q's own largest probability: the shrinkage of the mixed candidate that
@@ -137,11 +138,17 @@ def sampling(vim, videos=32):
     c = vim.config
     batch = _generator(vim).generate(videos, 11, default_seed(c))
     out = {}
+    saved = vim.config
     for hard in (False, True):
         for mean_z in (False, True):
             torch.manual_seed(0)
-            with _Sampling(hard, mean_z):
-                r = prior_calibration(vim, batch)
+            # the relaxed arm mixes the candidates by the relaxed sample, as training does
+            vim.config = saved.replace(test_choices="hard" if hard else "relaxed")
+            try:
+                with _Sampling(hard, mean_z):
+                    r = prior_calibration(vim, batch)
+            finally:
+                vim.config = saved
             away = [round(v, 3) for v in r["away"].values()]
             print(f"r {'hard' if hard else 'relaxed'}, z {'mean' if mean_z else 'sampled'}: "
                   f"away {away} max deviation {r['max_deviation']:.3f} impossible at walls "

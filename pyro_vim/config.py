@@ -143,6 +143,9 @@ class VIMConfig:
     z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
     straight_through: bool = False  # mix candidates by the hard choice (forward) with the
     #                             relaxed sample's gradient (backward); False: the relaxed mix
+    test_choices: str = "hard"  # how choices mix the candidates in eval mode: "hard" (the chosen
+    #                             module only; A.1: "the hard version during testing") or
+    #                             "relaxed" (as in training).  Training is unaffected.
     r_kl: str = "categorical"   # module-choice KL: "categorical" (analytic, between the choice
     #                             distributions) or "sample" (Trace_ELBO's relaxed Monte Carlo)
     prior_octaves: int = -1     # octave features of positions in the selection prior: -1 derives
@@ -229,6 +232,9 @@ class VIMConfig:
         if not isinstance(self.straight_through, bool):
             raise ValueError(f"VIMConfig.straight_through must be a bool, got "
                              f"{self.straight_through!r}")
+        if self.test_choices not in ("hard", "relaxed"):
+            raise ValueError(f"VIMConfig.test_choices must be 'hard' or 'relaxed', got "
+                             f"{self.test_choices!r}")
         if self.r_kl not in ("sample", "categorical"):
             raise ValueError(f"VIMConfig.r_kl must be 'sample' or 'categorical', got "
                              f"{self.r_kl!r}")

@@ -126,7 +126,8 @@ def fidelity_metrics(vim, batch: VideoBatch, report: Dict[str, Any], rollout: bo
         calib = prior_calibration(vim, batch[:calibration_sequences]) if calibration else None
     if calibration:
         out.update(prior_calibration=calib, prior_max_deviation=calib["max_deviation"],
-                   prior_impossible_at_walls=calib["impossible_at_walls"])
+                   prior_impossible_at_walls=calib["impossible_at_walls"],
+                   prior_move_error=calib["move_error"])
     return out
 
 

@@ -11,7 +11,8 @@ Three measurements on held-out ground truth (positions in pixels, x = column, y 
 * :func:`prior_calibration`: one-step futures sampled from the model's prior
   p(r_t | h_{t-1}) (:func:`pyro_vim.infer.predict`, two context frames); each ball's sampled
   displacement is classified to the nearest of the four moves.  Away from the walls each move has
-  probability 1/4 in the data; at a wall the data never make a move that leaves the frame.
+  probability 1/4 in the data; at a wall the data never make a move that leaves the frame.  The
+  sizes count too: every data move is exactly one step long (``mean_step``, ``move_error``).
   :func:`move_frequencies` is the counting part, usable on any displacements.
 * :func:`composition_errors`: VIM-k on compositions of several moves per frame (Fig. 5).
 * :func:`transfer_errors`: rules recognised on unseen objects, replayed on known ones (Fig. 7).
@@ -92,7 +93,9 @@ def move_frequencies(displacements, positions, step: float, low, high) -> Dict[s
         ``away`` {move: frequency} for starts where every move is legal, ``away_count``,
         ``max_deviation`` (max |frequency - 1/4| away from the walls), ``at_walls_count`` and
         ``impossible_at_walls`` (fraction of samples at a wall whose move would leave the
-        frame).
+        frame); the sizes, over all samples: ``mean_step`` (mean length of the displacements,
+        pixels; the data's is ``step``) and ``move_error`` (mean distance from each displacement
+        to the nearest of the data's four moves, pixels: 0 when every sample is a data move).
     """
     disp = np.asarray(displacements, dtype=np.float64).reshape(-1, 2)
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
@@ -117,6 +120,10 @@ def move_frequencies(displacements, positions, step: float, low, high) -> Dict[s
         "max_deviation": float(np.nanmax(np.abs(freq - 0.25))) if counts.sum() else None,
         "at_walls_count": int(wall.sum()),
         "impossible_at_walls": float(impossible[wall].mean()) if wall.any() else None,
+        "step": float(step),
+        "mean_step": float(np.linalg.norm(disp, axis=1).mean()) if len(disp) else None,
+        "move_error": float(np.linalg.norm(disp[:, None] - step * vectors[None], axis=-1)
+                            .min(1).mean()) if len(disp) else None,
     }
 
 

@@ -303,7 +303,7 @@ class VIM(PyroModule):
         r = pyro.sample(sites.r_site(t, i),
                         SafeRelaxedOneHotCategorical(self.temperature, logits=logits))
         weights = r
-        if self.config.straight_through:      # the hard choice forward, r's gradient backward
+        if self.hard_choices:                 # the hard choice forward, r's gradient backward
             hard = F.one_hot(r.argmax(-1), r.shape[-1]).to(r.dtype)
             weights = hard + r - r.detach()
         mix_pos, mix_feat = self.mix(weights, cand_pos, cand_feat)
@@ -311,6 +311,18 @@ class VIM(PyroModule):
         with poutine.scale(scale=self.z_kl_weight):
             z = pyro.sample(sites.z_site(t, i), dist.Normal(z_loc, z_scale).to_event(1))
         return Step(self.update(mix_pos, mix_feat, z), logits, r, mix_pos, mix_feat)
+
+    @property
+    def hard_choices(self) -> bool:
+        """Whether the candidates are mixed by the hard choice (the argmax of the relaxed sample
+        r, an exact categorical draw): in training with ``straight_through``, and in eval mode
+        unless ``test_choices="relaxed"``.  The paper samples r relaxed in training and uses
+        "the hard version during testing so that the variables are categorical" (Sec. 5.1).  A
+        relaxed sample of a confident posterior is nearly one-hot, but one of the near-uniform
+        prior at temperature 1 is not: mixing by it moved sampled futures by about half a step
+        in a blend of directions."""
+        return bool(self.config.straight_through
+                    or (not self.training and self.config.test_choices == "hard"))
 
     def prior_step(self, t: int, h: SlotState, i: Optional[int] = None) -> Step:
         """p(r_t | h_{t-1}) by the selection prior, p(z_t | h_{t-1}, r_t) = N(MLP(f(h, r)))."""

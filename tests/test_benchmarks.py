@@ -187,3 +187,21 @@ def test_train_more_smoke(tmp_path):
     assert out["model"] == "rim" and out["steps_more"] >= 1
     assert out["table1_mse_before"] > 0 and out["table1_mse_after"] > 0
     assert json.loads((tmp_path / "more" / "result.json").read_text()) == out
+
+
+def test_table1_sample_errors_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    out = load("table1_sample_errors").main([str(path), "--sequences", "3", "--samples", "2",
+                                             "--draws", "2", "--out", str(tmp_path / "s.json")])
+    r = out[0]
+    o = tiny_config().data.num_objects
+    assert len(r["vim_se_by_wrong_balls"]) == o + 1
+    assert abs(sum(r["vim_share_by_wrong_balls"]) - 1) < 1e-9
+    assert abs(sum(r["oracle_share_by_wrong_balls"]) - 1) < 1e-9
+    assert r["oracle_se_by_wrong_balls"][0] == 0 or r["oracle_share_by_wrong_balls"][0] == 0
+    assert r["vim_sample_se"] > 0 and r["ball_energy_true"] > 0
+    assert json.loads((tmp_path / "s.json").read_text())[0]["samples"] == 2

@@ -77,3 +77,32 @@ def test_prior_calibration_of_a_uniform_prior():
     assert abs(freqs.sum() - 1) < 1e-9
     # relaxed samples at temperature 1 from a uniform prior: no move is strongly favoured
     assert out["max_deviation"] < 0.1
+
+
+def test_move_frequencies_measure_the_size_of_the_moves():
+    pos = np.full((4, 2), 15.0)
+    exact = 3.0 * MOVE_VECTORS[[0, 1, 2, 3]]
+    out = move_frequencies(exact, pos, 3, (3, 3), (28, 28))
+    assert out["step"] == 3.0 and out["mean_step"] == pytest.approx(3.0)
+    assert out["move_error"] == pytest.approx(0.0, abs=1e-12)
+    half = move_frequencies(exact / 2, pos, 3, (3, 3), (28, 28))   # the right way, half as far
+    assert half["mean_step"] == pytest.approx(1.5) and half["move_error"] == pytest.approx(1.5)
+    assert half["max_deviation"] == pytest.approx(0.0)             # directions alone look right
+
+
+def test_sampled_futures_move_by_whole_steps_only_with_hard_test_choices():
+    """A uniform prior at temperature 1 samples near-uniform relaxed choices: mixing the exact
+    modules' candidates by them moves the slots a fraction of a step (a blend); the paper's hard
+    test-time choice moves them by one whole module."""
+    ref = hand_set_vim(3.0)
+    data = batch(n=8, t=3)
+    out = {}
+    for choices in ("hard", "relaxed"):
+        vim = VIM(ref.config.replace(prior="uniform", z_pos_scale=1e-3,
+                                     test_choices=choices)).eval()
+        vim.transition.load_state_dict(ref.transition.state_dict())
+        assert vim.hard_choices == (choices == "hard")
+        out[choices] = prior_calibration(vim, data, num_samples=16, chunk=8)
+    assert out["hard"]["move_error"] < 0.05
+    assert abs(out["hard"]["mean_step"] - 3.0) < 0.05
+    assert out["relaxed"]["move_error"] > 0.5 and out["relaxed"]["mean_step"] < 2.5

@@ -332,6 +332,39 @@ def test_straight_through_is_off_by_default_and_validated():
         VIMConfig(straight_through=1)
 
 
+def test_choices_mix_hard_in_eval_mode_and_relaxed_in_training():
+    """The paper samples r relaxed in training and uses the hard version at test time: in eval
+    mode the candidates are mixed by the one-hot of the sample's argmax (unless
+    test_choices="relaxed"), in training by the relaxed sample (unless straight_through)."""
+    from pyro_vim import SlotState
+
+    torch.manual_seed(0)
+    cases = [("hard", False, True, True), ("hard", False, False, False),
+             ("relaxed", False, True, False), ("relaxed", True, False, True),
+             ("relaxed", True, True, True)]
+    for choices, straight, evaluating, hard in cases:
+        vim = VIM(tiny_config(test_choices=choices, straight_through=straight))
+        vim.train(not evaluating)
+        assert vim.hard_choices == hard
+        c = vim.config
+        n, k = 2, c.num_slots
+        h = SlotState(torch.rand(n, k, 2) - 0.5, torch.randn(n, k, c.slot_dim))
+        videos, slots = vim.plates(n)
+        pyro.set_rng_seed(3)
+        with videos, slots:
+            step = vim.transition_step(
+                1, h, lambda cand_pos, cand_feat: torch.zeros(n, k, c.num_modules),
+                lambda mix_pos, mix_feat: (torch.zeros(n, k, c.state_dim),
+                                           torch.ones(n, k, c.state_dim)))
+        assert (step.r.max(-1).values < 0.999).any()                 # r itself stays relaxed
+        cand_pos, _ = vim.candidates(h)
+        chosen = cand_pos.gather(-2, step.r.argmax(-1)[..., None, None].expand(n, k, 1, 2))
+        assert torch.allclose(step.mix_pos, chosen.squeeze(-2), atol=1e-6) == hard
+    assert VIMConfig().test_choices == "hard"
+    with pytest.raises(ValueError, match="test_choices"):
+        VIMConfig(test_choices="soft")
+
+
 def test_decode_window_covering_the_frame_equals_the_full_decode():
     torch.manual_seed(0)
     c = tiny_config()
