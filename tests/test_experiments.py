@@ -63,3 +63,14 @@ def test_module_step_errors_on_hand_set_modules():
     # a rule that never happened is left out
     assert "left" not in module_step_errors(np.diag([5, 5, 0, 5]), {0: 0, 1: 1, 3: 3},
                                             perfect, 3)
+
+
+def test_vim2_compositions_trains_with_the_hard_choice():
+    """Fig. 6's VIM-2 mixes the candidates by the hard choice in training (straight-through):
+    with the relaxed mix, split choices blended two modules into a diagonal."""
+    from pyro_vim.experiments import get_experiment
+    e = get_experiment("vim2_compositions")
+    variant = next(iter(e.variants)) if e.variants else None
+    c = e.config(variant, 0)
+    assert c.straight_through and c.iterations == 2 and c.num_modules == 5
+    assert not e.config(variant, 0, ["straight_through=false"]).straight_through
