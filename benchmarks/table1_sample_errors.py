@@ -28,12 +28,13 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pyro_vim.baselines.table1 import SEQ_LEN  # noqa: E402
+from pyro_vim.baselines.table1 import SEQ_LEN, draw_legal_moves, legal_moves  # noqa: E402
+from pyro_vim.data import MOVE_VECTORS  # noqa: E402
 from pyro_vim.evaluate import default_seed  # noqa: E402
 from pyro_vim.infer import match_predicted_slots, predict  # noqa: E402
 from pyro_vim.models import load_model  # noqa: E402
 
-VECTORS = np.array([[0, -1], [0, 1], [-1, 0], [1, 0]], dtype=np.float64)   # up down left right
+VECTORS = MOVE_VECTORS.astype(np.float64)                                # up down left right
 
 
 def _nearest_move(d):
@@ -81,10 +82,9 @@ def analyse(checkpoint, num_sequences=64, samples=8, draws=8, seed=0):
         vim_len.append(np.linalg.norm(d, axis=-1).ravel())
         img = pred["frames"][:, :, 0].cpu().double().numpy()                # (S, N, 3, H, W)
         vim_se.append(((img - truth[None, :, t]) ** 2).sum(axis=(2, 3, 4)))
-        cand = pos[:, t - 1][:, :, None] + step * VECTORS                   # (N, O, 4, 2)
-        legal = np.all((cand >= low[:, :, None]) & (cand <= high[:, :, None]), -1)
+        legal = legal_moves(pos[:, t - 1], step, low, high)                # (N, O, 4)
         for _ in range(draws):
-            move = np.where(legal, rng.random(legal.shape), -1.0).argmax(-1)
+            move = draw_legal_moves(legal, rng)
             draw = gen.render(pos[:, t - 1] + step * VECTORS[move], colors).astype(np.float64)
             ora_se.append(((draw - truth[:, t]) ** 2).sum(axis=(1, 2, 3)))
             ora_wrong.append((move != true_move).sum(-1))

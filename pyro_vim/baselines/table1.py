@@ -27,9 +27,12 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from ..data import MOVE_VECTORS
+
 __all__ = ["SEQ_LEN", "squared_errors", "summarise", "teacher_forced_errors",
            "inference_errors", "prior_one_step_predictions", "prior_one_step_errors",
-           "table1_metrics", "reference_errors", "sample_rows"]
+           "table1_metrics", "reference_errors", "legal_moves", "draw_legal_moves",
+           "sample_rows"]
 
 #: Frames per Table 1 sequence.
 SEQ_LEN = 5
@@ -172,6 +175,20 @@ def table1_metrics(model, batch, num_samples: int = 4, chunk: int = 64,
     return out
 
 
+def legal_moves(start, step: float, low, high) -> np.ndarray:
+    """(..., 4) whether each of the four moves (:data:`pyro_vim.data.MOVE_VECTORS`) keeps the
+    centre ``start`` (..., 2) within ``low``..``high`` (broadcastable to (..., 1))."""
+    cand = np.asarray(start, dtype=np.float64)[..., None, :] \
+        + step * MOVE_VECTORS.astype(np.float64)                            # (..., 4, 2)
+    low, high = np.asarray(low)[..., None, :], np.asarray(high)[..., None, :]
+    return np.all((cand >= low) & (cand <= high), -1)
+
+
+def draw_legal_moves(legal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One move per object, uniformly among its ``legal`` ones (..., 4): the data's rule."""
+    return np.where(legal, rng.random(legal.shape), -1.0).argmax(-1)
+
+
 def reference_errors(generator, batch, num_draws: int = 64, seed: int = 0,
                      seq_len: Optional[int] = SEQ_LEN) -> Dict[str, Any]:
     """Model-free references for the Table 1 scores of ``batch`` (Random Walk, atomic moves),
@@ -198,7 +215,7 @@ def reference_errors(generator, batch, num_draws: int = 64, seed: int = 0,
     colors = np.asarray(batch.attributes["color"], dtype=np.float32)
     half = np.asarray(batch.attributes["size"], dtype=np.float64)[..., None]      # (N, O, 1)
     low, high = half, generator.image_size - 1 - half
-    vectors = np.array([[0, -1], [0, 1], [-1, 0], [1, 0]], dtype=np.float64)
+    vectors = MOVE_VECTORS.astype(np.float64)
     rng = np.random.default_rng(seed)
     background = np.broadcast_to(np.asarray(generator.background, dtype=np.float64),
                                  frames.shape[2:])
@@ -210,13 +227,11 @@ def reference_errors(generator, batch, num_draws: int = 64, seed: int = 0,
     mean_se = np.full((n, t_len), np.nan)
     for t in range(1, t_len):
         start = pos[:, t - 1].astype(np.float64)                           # (N, O, 2)
-        cand = start[:, :, None] + step * vectors                          # (N, O, 4, 2)
-        legal = np.all((cand >= low[:, :, None]) & (cand <= high[:, :, None]), -1)
+        legal = legal_moves(start, step, low, high)                        # (N, O, 4)
         total = np.zeros(frames[:, t].shape)
         errors = []
         for _ in range(num_draws):
-            score = np.where(legal, rng.random(legal.shape), -1.0)
-            move = score.argmax(-1)                                         # (N, O)
+            move = draw_legal_moves(legal, rng)                             # (N, O)
             nxt = start + step * vectors[move]
             draw = generator.render(nxt, colors).astype(np.float64)
             total += draw
