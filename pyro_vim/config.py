@@ -27,7 +27,8 @@ DATASETS = ("random_walk", "compositional", "ood", "npz")
 _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: Fields added after configs were first saved, with the value that reproduces those configs'
 #: models (a checkpoint restores exactly what was trained).  A dict without the key gets it.
-_BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample"}
+_BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample", "reseed": False,
+                 "hold_hidden": False}
 
 
 @dataclass
@@ -133,6 +134,8 @@ class VIMConfig:
     colour_sigma: float = 0.15  # initial colour bandwidth of the slot-attention k-means term
     slot_init: str = "seeded"   # discovery start: "seeded" on the frame or "learned" per slot
     track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
+    hold_hidden: bool = True    # a slot that wins almost no pixel keeps its position/colour
+    reseed: bool = True         # a duplicated slot restarts tracking on unexplained pixels
     iterations: int = 1         # k of VIM-k: module selections/updates between two frames
     module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
     # -- probabilistic model -----------------------------------------------------------------
@@ -232,6 +235,9 @@ class VIMConfig:
         if not isinstance(self.straight_through, bool):
             raise ValueError(f"VIMConfig.straight_through must be a bool, got "
                              f"{self.straight_through!r}")
+        for name in ("reseed", "hold_hidden"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"VIMConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.test_choices not in ("hard", "relaxed"):
             raise ValueError(f"VIMConfig.test_choices must be 'hard' or 'relaxed', got "
                              f"{self.test_choices!r}")

@@ -190,7 +190,8 @@ class VIM(PyroModule):
         Returns loc, scale of z_0 and the slots' mean colours (used by the guide's tracking).
         """
         sa = self.slot_attention(context_features, self.pixels(context), self.grid,
-                                 iters=self.config.discovery_iters)
+                                 iters=self.config.discovery_iters,
+                                 hold=self.config.hold_hidden)
         loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
         return loc, self.z0_scale.expand(loc.shape), sa.colour
 
@@ -227,10 +228,21 @@ class VIM(PyroModule):
         return SlotState(mix_pos + z[..., :2], self.state_norm(mix_feat + z[..., 2:]))
 
     def observe(self, features, frame, h: SlotState, colour, iters: Optional[int] = None):
-        """Slot attention from h_{t-1} onto an encoded frame (N, HW, C): x̂^k_t of Eq. 4."""
-        return self.slot_attention(features, self.pixels(frame), self.grid, pos=h.pos,
-                                   feat=h.feat, colour=colour,
-                                   iters=iters or self.config.track_iters)
+        """Slot attention from h_{t-1} onto an encoded frame (N, HW, C): x̂^k_t of Eq. 4.
+
+        Occlusion: with ``config.hold_hidden`` a slot that wins almost no pixel keeps its
+        position and colour (:meth:`SlotAttention.step`), so it waits for its hidden object
+        instead of drifting onto another; with ``config.reseed`` a slot that duplicates another
+        (within a pixel, same colour) starts the step on the pixels no slot explains, if there
+        are any (:meth:`SlotAttention.reseed`), so an object hidden on the context frame, or
+        whose slot was lost, is picked up when it reappears."""
+        pixels, pos = self.pixels(frame), h.pos
+        if self.config.reseed:
+            pixel = 2.0 / (self.config.image_size - 1)
+            pos, colour, _ = self.slot_attention.reseed(pixels, self.grid, pos, colour, pixel)
+        return self.slot_attention(features, pixels, self.grid, pos=pos, feat=h.feat,
+                                   colour=colour, iters=iters or self.config.track_iters,
+                                   hold=self.config.hold_hidden)
 
     def decode(self, pos: torch.Tensor, feat: torch.Tensor):
         """Decode all (..., K) slots in one call: rgb (..., K, 3, H, W), logits (..., K, H, W)."""

@@ -205,3 +205,21 @@ def test_table1_sample_errors_smoke(tmp_path):
     assert r["oracle_se_by_wrong_balls"][0] == 0 or r["oracle_share_by_wrong_balls"][0] == 0
     assert r["vim_sample_se"] > 0 and r["ball_energy_true"] > 0
     assert json.loads((tmp_path / "s.json").read_text())[0]["samples"] == 2
+
+
+def test_occlusion_smoke(tmp_path):
+    from pyro_vim import VIM
+    from pyro_vim.models import load_model
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    result = load("occlusion").main([str(path), "--lengths", "3", "4", "--num-sequences", "2"])
+    settings = [(r["seq_len"], r["hold_hidden"], r["reseed"]) for r in result["rows"]]
+    assert settings == [(t, h, s) for t in (3, 4) for h, s in
+                        ((False, False), (True, False), (False, True), (True, True))]
+    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["lost_last_frame"] <= 1
+               and r["tracking_error_mean"] >= 0 for r in result["rows"])
+    # the checkpoint itself is untouched
+    assert result["trained_with"] == {"hold_hidden": True, "reseed": True}
+    assert load_model(str(path)).config.reseed is True

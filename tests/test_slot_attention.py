@@ -94,3 +94,83 @@ def test_decoded_object_masks_are_local_in_a_fresh_model():
     masks = logits.softmax(-3)[0]                                # (K, H, W)
     # an object slot in one corner takes almost nothing of the opposite corner
     assert masks[1, -1, -1] < 0.05 and masks[3, -1, 0] < 0.05
+
+
+# ------------------------------------------------------------------ occlusion: hold and reseed
+def _two_blobs(size=16):
+    """A black frame with a red blob at rows/cols 2-4 and a green one at rows/cols 10-12."""
+    pixels = torch.zeros(1, size * size, 3)
+    img = pixels.view(1, size, size, 3)
+    img[0, 2:5, 2:5] = torch.tensor([1.0, 0.0, 0.0])
+    img[0, 10:13, 10:13] = torch.tensor([0.0, 1.0, 0.0])
+    return pixels, coordinate_grid(size, size)
+
+
+def _at(grid, row, col, size=16):
+    return grid[row * size + col]
+
+
+def test_reseed_moves_a_duplicate_slot_onto_the_unexplained_object():
+    pixels, grid = _two_blobs()
+    sa = SlotAttention(num_slots=4, in_dim=8, slot_dim=8, init="seeded")
+    red, black = torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3)
+    # slots 1 and 2 both on the red blob (a duplicate), the green blob has no slot; slot 3 sits
+    # apart on the red blob's colour too, but more than a pixel away: not a duplicate
+    pos = torch.stack([torch.zeros(2), _at(grid, 3, 3), _at(grid, 3, 3) + 0.01,
+                       _at(grid, 3, 6)])[None]
+    colour = torch.stack([black, red, red, red])[None]
+    pixel = 2.0 / 15
+    dup = sa.redundant(pos, colour, pixel)
+    assert dup.tolist() == [[False, False, True, False]]
+    new_pos, new_colour, moved = sa.reseed(pixels, grid, pos, colour, pixel)
+    assert moved.tolist() == [[False, False, True, False]]
+    row, col = ((new_pos[0, 2] + 1) / 2 * 15).round().flip(-1).tolist()   # (x, y) -> row, col
+    assert 10 <= row <= 12 and 10 <= col <= 12
+    assert torch.allclose(new_colour[0, 2], torch.tensor([0.0, 1.0, 0.0]))
+    assert torch.equal(new_pos[0, [0, 1, 3]], pos[0, [0, 1, 3]])
+    # once the green blob has a slot, nothing is unexplained: the duplicate stays
+    colour2 = colour.clone()
+    colour2[0, 3] = torch.tensor([0.0, 1.0, 0.0])
+    pos2 = pos.clone()
+    pos2[0, 3] = _at(grid, 11, 11)
+    same_pos, _, moved = sa.reseed(pixels, grid, pos2, colour2, pixel)
+    assert not moved.any() and torch.equal(same_pos, pos2)
+
+
+def test_a_slot_on_the_background_colour_is_a_duplicate_of_the_background_slot():
+    pixels, grid = _two_blobs()
+    sa = SlotAttention(num_slots=3, in_dim=8, slot_dim=8, init="seeded")
+    pos = torch.stack([torch.zeros(2), _at(grid, 3, 3), _at(grid, 7, 7)])[None]
+    colour = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.02, 0.0, 0.0]]])
+    _, new_colour, moved = sa.reseed(pixels, grid, pos, colour, 2.0 / 15)
+    assert moved.tolist() == [[False, False, True]]
+    assert torch.allclose(new_colour[0, 2], torch.tensor([0.0, 1.0, 0.0]))
+
+
+def test_hold_keeps_a_slot_that_wins_no_pixel_where_it_was():
+    pixels, grid = _two_blobs()
+    torch.manual_seed(0)
+    sa = SlotAttention(num_slots=3, in_dim=4, slot_dim=8, init="seeded")
+    feats = torch.zeros(1, 256, 4)
+    # slot 2 remembers a blue object that is hidden on this frame: no pixel is its colour
+    pos = torch.stack([torch.zeros(2), _at(grid, 3, 3), _at(grid, 6, 12)])[None]
+    colour = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    feat = torch.zeros(1, 3, 8)
+    held = sa(feats, pixels, grid, pos=pos, feat=feat, colour=colour, iters=1, hold=True)
+    free = sa(feats, pixels, grid, pos=pos, feat=feat, colour=colour, iters=1, hold=False)
+    assert (held.pos[0, 2] - pos[0, 2]).norm() < 0.1 * (free.pos[0, 2] - pos[0, 2]).norm()
+    assert (held.colour[0, 2] - colour[0, 2]).norm() < 0.1
+    assert (free.colour[0, 2] - colour[0, 2]).norm() > 0.5
+    # a slot on its visible object moves to it either way
+    assert torch.allclose(held.pos[0, 1], free.pos[0, 1], atol=0.02)
+
+
+def test_occlusion_options_are_config_fields_and_old_checkpoints_restore_without_them():
+    assert VIMConfig().reseed and VIMConfig().hold_hidden
+    for name in ("reseed", "hold_hidden"):
+        with pytest.raises(ValueError, match=name):
+            VIMConfig(**{name: "yes"})
+    old = VIMConfig().to_dict()
+    del old["reseed"], old["hold_hidden"]
+    restored = VIMConfig.from_dict(old)
+    assert restored.reseed is False and restored.hold_hidden is False

@@ -38,6 +38,10 @@ from torch import nn
 from torch.nn import functional as F
 
 SLOT_INITS = ("learned", "seeded")
+#: Re-seeding threshold, in units of the appearance term |c - a|^2 / (2 sigma^2) (sigma learned):
+#: a pixel this far from a slot's colour is not that slot's, and two slots this close in colour
+#: (and within a pixel) are one.  At 2, a pixel must lie two bandwidths from every slot's colour.
+RESEED_APPEARANCE = 2.0
 
 
 def relative_features(grid: torch.Tensor, pos: torch.Tensor, scale: float) -> torch.Tensor:
@@ -130,8 +134,76 @@ class SlotAttention(nn.Module):
         colour = torch.gather(pixels, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
         return pos, torch.cat([self.init_colour[:1].expand(n, 1, 3), colour], 1)
 
-    def step(self, keys, values, pixels, grid, pos, feat, colour) -> SlotAttentionOutput:
-        """One iteration; keys/values (N, HW, D) input projections, pixels (N, HW, 3)."""
+    @torch.no_grad()
+    def redundant(self, pos: torch.Tensor, colour: torch.Tensor, radius: float) -> torch.Tensor:
+        """(N, K) bool: object slots that duplicate another slot.
+
+        Slot k duplicates slot j < k when both are object slots within ``radius`` of each other
+        and their colours lie within :data:`RESEED_APPEARANCE` of each other in units of the
+        appearance term; an object slot whose colour is the background slot's (slot 0 of the
+        seeded initialisation) duplicates the background.  Such a slot explains nothing its
+        partner does not."""
+        n, k = pos.shape[:2]
+        bandwidth = 2 * torch.exp(2 * self.log_colour_sigma)
+        same_colour = torch.cdist(colour, colour).pow(2) / bandwidth < RESEED_APPEARANCE
+        near = torch.cdist(pos, pos) < radius
+        first = 1 if self.init == "seeded" else 0             # slot 0: the background
+        earlier = torch.ones(k, k, dtype=torch.bool, device=pos.device).tril(-1)  # j < k
+        earlier[:, :first] = False
+        dup = (same_colour & near & earlier.T.unsqueeze(0)).any(1)           # (N, K): over j
+        if first:
+            dup = dup | same_colour[:, 0]
+        dup[:, :first] = False
+        return dup
+
+    @torch.no_grad()
+    def reseed(self, pixels: torch.Tensor, grid: torch.Tensor, pos: torch.Tensor,
+               colour: torch.Tensor, radius: float):
+        """Restart duplicated object slots on pixels that no slot's colour explains.
+
+        Tracking follows each slot's colour from frame to frame, so an object that was hidden
+        when the slots were discovered (behind another on the context frame) or whose slot was
+        pulled onto another object while hidden would stay unexplained for the rest of the
+        video, with two slots sharing the other object.  Before a tracking step, every
+        :meth:`redundant` slot is moved, one after another, to the pixel worst explained by the
+        remaining slots' colours (as in the farthest-point seeding), provided that pixel is
+        farther than :data:`RESEED_APPEARANCE` (in units of the appearance term, so relative
+        to the learned colour bandwidth) from every slot's colour.  Otherwise it stays.
+
+        Returns the start (pos, colour) of the tracking step and the (N, K) mask of moved
+        slots."""
+        dup = self.redundant(pos, colour, radius)
+        moved = torch.zeros_like(dup)
+        if not bool(dup.any()):
+            return pos, colour, moved
+        bandwidth = 2 * torch.exp(2 * self.log_colour_sigma)
+        cost = torch.cdist(colour, pixels).pow(2) / bandwidth                 # (N, K, HW)
+        cost = cost.masked_fill(dup.unsqueeze(-1), float("inf")).min(1).values  # (N, HW)
+        rows = torch.arange(pixels.shape[0], device=pixels.device)
+        pos, colour = pos.clone(), colour.clone()
+        for k in range(pos.shape[1]):
+            if not bool(dup[:, k].any()):
+                continue
+            worst, idx = cost.max(-1)                                          # (N,)
+            move = dup[:, k] & (worst > RESEED_APPEARANCE)
+            if not bool(move.any()):
+                continue
+            new_colour = pixels[rows, idx]                                     # (N, 3)
+            pos[:, k] = torch.where(move[:, None], grid[idx], pos[:, k])
+            colour[:, k] = torch.where(move[:, None], new_colour, colour[:, k])
+            seeded = (pixels - new_colour.unsqueeze(1)).pow(2).sum(-1) / bandwidth
+            cost = torch.where(move[:, None], torch.minimum(cost, seeded), cost)
+            moved[:, k] = move
+        return pos, colour, moved
+
+    def step(self, keys, values, pixels, grid, pos, feat, colour,
+             hold: bool = False) -> SlotAttentionOutput:
+        """One iteration; keys/values (N, HW, D) input projections, pixels (N, HW, 3).
+
+        ``hold``: a slot's position and colour move towards its new centroid and mean colour
+        by m / (m + 1) of the way, m the number of pixels it wins (its sharpened attention
+        mass), so that a slot whose object is hidden keeps them instead of taking those of
+        whatever pixels it wins least badly."""
         n, k, d = feat.shape
         phi = relative_features(grid, pos, self.rel_scale)                 # (N, K, HW, 5)
         q = self.to_q(self.norm_slots(feat))                               # (N, K, D)
@@ -150,19 +222,26 @@ class SlotAttention(nn.Module):
         # position and colour: from a sharpened attention, so that soft leakage from the
         # background does not drag every slot towards the image centre
         sharp = (logits * self.pos_sharpness).softmax(dim=1) + self.eps
-        sharp = sharp / sharp.sum(-1, keepdim=True)
+        mass = sharp.sum(-1, keepdim=True)                                 # (N, K, 1) pixels
+        sharp = sharp / mass
         new_pos = torch.einsum("nki,ic->nkc", sharp, grid)
         new_colour = torch.einsum("nki,nic->nkc", sharp, pixels)
+        if hold:
+            gate = mass / (mass + 1.0)
+            new_pos = pos + gate * (new_pos - pos)
+            new_colour = colour + gate * (new_colour - colour)
         new_feat = self.gru(update.reshape(-1, d), feat.reshape(-1, d)).reshape(n, k, d)
         new_feat = new_feat + self.mlp(self.norm_mlp(new_feat))
         return SlotAttentionOutput(new_pos, new_feat, attn, update, new_colour)
 
     def forward(self, inputs: torch.Tensor, pixels: torch.Tensor, grid: torch.Tensor,
                 pos: Optional[torch.Tensor] = None, feat: Optional[torch.Tensor] = None,
-                colour: Optional[torch.Tensor] = None, iters: int = 3) -> SlotAttentionOutput:
+                colour: Optional[torch.Tensor] = None, iters: int = 3,
+                hold: bool = False) -> SlotAttentionOutput:
         """inputs (N, HW, C) encoder features, pixels (N, HW, 3) the frame's colours.
 
-        Starts from the learned slots when ``pos``/``feat``/``colour`` are None.
+        Starts from the learned slots when ``pos``/``feat``/``colour`` are None; ``hold``: see
+        :meth:`step`.
         """
         x = self.norm_in(inputs)
         keys, values = self.to_k(x), self.to_v(x)
@@ -171,6 +250,6 @@ class SlotAttention(nn.Module):
             colour = init_colour if colour is None else colour
         out = None
         for _ in range(iters):
-            out = self.step(keys, values, pixels, grid, pos, feat, colour)
+            out = self.step(keys, values, pixels, grid, pos, feat, colour, hold)
             pos, feat, colour = out.pos, out.feat, out.colour
         return out
