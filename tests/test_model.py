@@ -409,3 +409,25 @@ def test_decode_window_is_validated(value, match):
         tiny_config(decode_window=value)
     with pytest.raises(ValueError, match="mask_extent"):
         tiny_config(decode_window=8, mask_extent=0.0)
+
+
+def test_observe_reseeds_a_duplicate_slot_onto_a_ball_no_slot_explains():
+    from pyro_vim.model import SlotState
+    from pyro_vim.nn.encoder import pixels_to_coords
+
+    torch.manual_seed(0)
+    gen = RandomWalk(image_size=16, radius=2)
+    balls = [[3, 3], [12, 4], [8, 12]]                      # (x, y): red, green, blue
+    frame = torch.from_numpy(gen.render([balls], colors=[[1, 0, 0], [0, 1, 0], [0, 0, 1]]))
+    slots = pixels_to_coords(torch.tensor([[[7.5, 7.5], [3.0, 3.0], [3.2, 3.0], [12.0, 4.0]]]),
+                             16)
+    colour = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0]]])  # blue: no slot
+    found = {}
+    for reseed in (False, True):
+        vim = VIM(tiny_config(num_objects=3, reseed=reseed, hold_hidden=True)).eval()
+        h = SlotState(slots, torch.zeros(1, 4, vim.config.slot_dim))
+        with torch.no_grad():
+            obs = vim.observe(vim.encoder(frame), frame, h, colour)
+        found[reseed] = vim.to_pixels(obs.pos)[0, 2]
+    assert (found[True] - torch.tensor([8.0, 12.0])).norm() < 1.0      # onto the blue ball
+    assert (found[False] - torch.tensor([3.0, 3.0])).norm() < 1.5      # stays on the red one

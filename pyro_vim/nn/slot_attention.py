@@ -200,10 +200,10 @@ class SlotAttention(nn.Module):
              hold: bool = False) -> SlotAttentionOutput:
         """One iteration; keys/values (N, HW, D) input projections, pixels (N, HW, 3).
 
-        ``hold``: a slot's position and colour move towards its new centroid and mean colour
-        by m / (m + 1) of the way, m the number of pixels it wins (its sharpened attention
-        mass), so that a slot whose object is hidden keeps them instead of taking those of
-        whatever pixels it wins least badly."""
+        ``hold``: a slot that wins m < 1 pixel (its sharpened attention mass) moves its position
+        and colour only m of the way to its new centroid and mean colour, so that a slot whose
+        object is hidden keeps them instead of taking those of whatever pixels it wins least
+        badly; a slot that wins a pixel or more moves all the way."""
         n, k, d = feat.shape
         phi = relative_features(grid, pos, self.rel_scale)                 # (N, K, HW, 5)
         q = self.to_q(self.norm_slots(feat))                               # (N, K, D)
@@ -227,7 +227,7 @@ class SlotAttention(nn.Module):
         new_pos = torch.einsum("nki,ic->nkc", sharp, grid)
         new_colour = torch.einsum("nki,nic->nkc", sharp, pixels)
         if hold:
-            gate = mass / (mass + 1.0)
+            gate = mass.clamp(max=1.0)
             new_pos = pos + gate * (new_pos - pos)
             new_colour = colour + gate * (new_colour - colour)
         new_feat = self.gru(update.reshape(-1, d), feat.reshape(-1, d)).reshape(n, k, d)
