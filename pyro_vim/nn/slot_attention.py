@@ -156,7 +156,6 @@ class SlotAttention(nn.Module):
         dup[:, :first] = False
         return dup
 
-    @torch.no_grad()
     def reseed(self, pixels: torch.Tensor, grid: torch.Tensor, pos: torch.Tensor,
                colour: torch.Tensor, radius: float):
         """Restart duplicated object slots on pixels that no slot's colour explains.
@@ -170,31 +169,38 @@ class SlotAttention(nn.Module):
         farther than :data:`RESEED_APPEARANCE` (in units of the appearance term, so relative
         to the learned colour bandwidth) from every slot's colour.  Otherwise it stays.
 
-        Returns the start (pos, colour) of the tracking step and the (N, K) mask of moved
-        slots."""
-        dup = self.redundant(pos, colour, radius)
-        moved = torch.zeros_like(dup)
-        if not bool(dup.any()):
+        The choice is made without gradient; a moved slot starts from a constant (the pixel's
+        position and colour), every other slot from its own ``pos`` and ``colour`` tensors, so
+        their gradients are untouched.  Returns the start (pos, colour) of the tracking step and
+        the (N, K) mask of moved slots."""
+        with torch.no_grad():
+            dup = self.redundant(pos, colour, radius)
+            moved = torch.zeros_like(dup)
+            if not bool(dup.any()):
+                return pos, colour, moved
+            bandwidth = 2 * torch.exp(2 * self.log_colour_sigma)
+            cost = torch.cdist(colour, pixels).pow(2) / bandwidth              # (N, K, HW)
+            cost = cost.masked_fill(dup.unsqueeze(-1), float("inf")).min(1).values  # (N, HW)
+            rows = torch.arange(pixels.shape[0], device=pixels.device)
+            target_pos, target_colour = pos.detach().clone(), colour.detach().clone()
+            for k in range(pos.shape[1]):
+                if not bool(dup[:, k].any()):
+                    continue
+                worst, idx = cost.max(-1)                                      # (N,)
+                move = dup[:, k] & (worst > RESEED_APPEARANCE)
+                if not bool(move.any()):
+                    continue
+                new_colour = pixels[rows, idx]                                 # (N, 3)
+                target_pos[:, k] = grid[idx].to(target_pos.dtype)
+                target_colour[:, k] = new_colour.to(target_colour.dtype)
+                seeded = (pixels - new_colour.unsqueeze(1)).pow(2).sum(-1) / bandwidth
+                cost = torch.where(move[:, None], torch.minimum(cost, seeded), cost)
+                moved[:, k] = move
+        if not bool(moved.any()):
             return pos, colour, moved
-        bandwidth = 2 * torch.exp(2 * self.log_colour_sigma)
-        cost = torch.cdist(colour, pixels).pow(2) / bandwidth                 # (N, K, HW)
-        cost = cost.masked_fill(dup.unsqueeze(-1), float("inf")).min(1).values  # (N, HW)
-        rows = torch.arange(pixels.shape[0], device=pixels.device)
-        pos, colour = pos.clone(), colour.clone()
-        for k in range(pos.shape[1]):
-            if not bool(dup[:, k].any()):
-                continue
-            worst, idx = cost.max(-1)                                          # (N,)
-            move = dup[:, k] & (worst > RESEED_APPEARANCE)
-            if not bool(move.any()):
-                continue
-            new_colour = pixels[rows, idx]                                     # (N, 3)
-            pos[:, k] = torch.where(move[:, None], grid[idx], pos[:, k])
-            colour[:, k] = torch.where(move[:, None], new_colour, colour[:, k])
-            seeded = (pixels - new_colour.unsqueeze(1)).pow(2).sum(-1) / bandwidth
-            cost = torch.where(move[:, None], torch.minimum(cost, seeded), cost)
-            moved[:, k] = move
-        return pos, colour, moved
+        keep = ~moved.unsqueeze(-1)
+        return (torch.where(keep, pos, target_pos), torch.where(keep, colour, target_colour),
+                moved)
 
     def step(self, keys, values, pixels, grid, pos, feat, colour,
              hold: bool = False) -> SlotAttentionOutput:
