@@ -223,3 +223,21 @@ def test_occlusion_smoke(tmp_path):
     # the checkpoint itself is untouched
     assert result["trained_with"] == {"hold_hidden": True, "reseed": True}
     assert load_model(str(path)).config.reseed is True
+
+
+def test_ood_perception_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    out = load("ood_perception").main([str(path), "--num-sequences", "2"])
+    colours = [k for k in out if k.startswith("colour")]
+    kinds = [k for k in out if not k.startswith("colour")]
+    assert colours and kinds
+    # every object counted once by kind and once by colour (the targets are the placeable
+    # ones of twice as many drawn, so there may be fewer than asked for)
+    total = sum(out[k]["objects"] for k in colours)
+    assert total == sum(out[k]["objects"] for k in kinds)
+    assert 0 < total <= 2 * tiny_config().num_objects and total % tiny_config().num_objects == 0
+    assert all(0 <= v["over_2px"] <= 1 and v["median_px"] >= 0 for v in out.values())
