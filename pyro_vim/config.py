@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
 
 from . import registry
-from .nn.slot_attention import SLOT_INITS
+from .nn.slot_attention import BACKGROUND_COLOURS, SLOT_INITS
 
 PRESETS = ("cpu", "paper")
 DATASETS = ("random_walk", "compositional", "ood", "npz")
@@ -136,6 +136,8 @@ class VIMConfig:
     track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
     hold_hidden: bool = True    # a slot that wins almost no pixel keeps its position/colour
     reseed: bool = True         # a duplicated slot restarts tracking on unexplained pixels
+    background_colour: str = "learned"  # the seeded background slot's starting colour:
+    #                             "learned" (a parameter) or "median" (each frame's median colour)
     iterations: int = 1         # k of VIM-k: module selections/updates between two frames
     module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
     # -- probabilistic model -----------------------------------------------------------------
@@ -244,6 +246,9 @@ class VIMConfig:
         if self.r_kl not in ("sample", "categorical"):
             raise ValueError(f"VIMConfig.r_kl must be 'sample' or 'categorical', got "
                              f"{self.r_kl!r}")
+        if self.background_colour not in BACKGROUND_COLOURS:
+            raise ValueError(f"VIMConfig.background_colour must be one of {BACKGROUND_COLOURS}, "
+                             f"got {self.background_colour!r}")
         if self.slot_init not in SLOT_INITS:
             raise ValueError(f"VIMConfig.slot_init must be one of {SLOT_INITS}, "
                              f"got {self.slot_init!r}")

@@ -191,7 +191,8 @@ class VIM(PyroModule):
         """
         sa = self.slot_attention(context_features, self.pixels(context), self.grid,
                                  iters=self.config.discovery_iters,
-                                 hold=self.config.hold_hidden)
+                                 hold=self.config.hold_hidden,
+                                 background=self.config.background_colour)
         loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
         return loc, self.z0_scale.expand(loc.shape), sa.colour
 

@@ -191,3 +191,21 @@ def test_reseed_keeps_the_gradient_of_the_slots_it_does_not_move():
     # nothing to move: the very same tensors come back
     same_pos, same_colour, moved = sa.reseed(pixels, grid, pos[:, :2], colour[:, :2], 2.0 / 15)
     assert not moved.any() and same_pos.requires_grad and same_colour.requires_grad
+
+
+def test_median_background_colour_starts_the_background_slot_on_the_frames_background():
+    pixels, grid = _two_blobs()
+    grey = pixels.clone()
+    grey[(grey.sum(-1) == 0)] = 0.3                          # a grey background
+    sa = SlotAttention(num_slots=3, in_dim=8, slot_dim=8, init="seeded")
+    _, colour = sa.seeds(grey, grid, background="median")
+    assert torch.allclose(colour[0, 0], torch.full((3,), 0.3))
+    _, learned = sa.seeds(grey, grid)
+    assert torch.allclose(learned[0, 0], sa.init_colour[0])
+    # both blobs are seeded: the grey background is no longer farther from the start than they are
+    idx = sa._seed_indices(grey, grid, background="median")[0]
+    assert {int(grey[0, i].argmax()) for i in idx} == {0, 1}
+    with pytest.raises(ValueError, match="background colour"):
+        sa.seeds(grey, grid, background="mean")
+    with pytest.raises(ValueError, match="background_colour"):
+        VIMConfig(background_colour="black")

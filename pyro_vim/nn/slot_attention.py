@@ -38,6 +38,10 @@ from torch import nn
 from torch.nn import functional as F
 
 SLOT_INITS = ("learned", "seeded")
+#: Where the seeded background slot's starting colour comes from: ``"learned"`` (a parameter) or
+#: ``"median"`` (each frame's per-channel median colour: the background, when it covers most
+#: pixels, whatever its colour).
+BACKGROUND_COLOURS = ("learned", "median")
 #: Re-seeding threshold, in units of the appearance term |c - a|^2 / (2 sigma^2) (sigma learned):
 #: a pixel this far from a slot's colour is not that slot's, and two slots this close in colour
 #: (and within a pixel) are one.  At 2, a pixel must lie two bandwidths from every slot's colour.
@@ -99,21 +103,34 @@ class SlotAttention(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(slot_dim, hidden_dim), nn.ReLU(),
                                  nn.Linear(hidden_dim, slot_dim))
 
-    def initial_slots(self, pixels: torch.Tensor, grid: torch.Tensor):
-        """Start (pos, feat, colour) of discovery on a frame with colours ``pixels`` (N, HW, 3)."""
+    def initial_slots(self, pixels: torch.Tensor, grid: torch.Tensor,
+                      background: str = "learned"):
+        """Start (pos, feat, colour) of discovery on a frame with colours ``pixels`` (N, HW, 3);
+        ``background``: see :data:`BACKGROUND_COLOURS` (seeded initialisation only)."""
         n = pixels.shape[0]
         feat = self.init_feat.expand(n, -1, -1)
         if self.init == "learned":
             return (self.init_pos.expand(n, -1, -1), feat, self.init_colour.expand(n, -1, -1))
-        pos, colour = self.seeds(pixels, grid)
+        pos, colour = self.seeds(pixels, grid, background)
         return pos, feat, colour
 
+    def background_colour(self, pixels: torch.Tensor, background: str = "learned"):
+        """(N, 3) starting colour of the seeded background slot."""
+        if background not in BACKGROUND_COLOURS:
+            raise ValueError(f"background colour must be one of {BACKGROUND_COLOURS}, "
+                             f"got {background!r}")
+        if background == "median":
+            return pixels.median(dim=1).values
+        return self.init_colour[0].expand(pixels.shape[0], 3)
+
     @torch.no_grad()
-    def _seed_indices(self, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    def _seed_indices(self, pixels: torch.Tensor, grid: torch.Tensor,
+                      background: str = "learned") -> torch.Tensor:
         """Farthest-point seeding: (N, K-1) pixel indices of the seeds of slots 1..K-1."""
         # distance of every pixel to the nearest seed so far; the background slot's seed has a
         # colour but no position
-        score = (pixels - self.init_colour[0]).pow(2).sum(-1)                  # (N, HW)
+        bg = self.background_colour(pixels, background)
+        score = (pixels - bg.unsqueeze(1)).pow(2).sum(-1)                      # (N, HW)
         rows = torch.arange(pixels.shape[0], device=pixels.device)
         chosen = []
         for _ in range(1, self.num_slots):
@@ -126,13 +143,14 @@ class SlotAttention(nn.Module):
             return torch.zeros(pixels.shape[0], 0, dtype=torch.long, device=pixels.device)
         return torch.stack(chosen, -1)
 
-    def seeds(self, pixels: torch.Tensor, grid: torch.Tensor):
-        """(N, K, 2) positions and (N, K, 3) colours: the learned background slot, then seeds."""
+    def seeds(self, pixels: torch.Tensor, grid: torch.Tensor, background: str = "learned"):
+        """(N, K, 2) positions and (N, K, 3) colours: the background slot, then seeds."""
         n = pixels.shape[0]
-        idx = self._seed_indices(pixels, grid)                                 # (N, K-1)
+        idx = self._seed_indices(pixels, grid, background)                     # (N, K-1)
         pos = torch.cat([self.init_pos[:1].expand(n, 1, 2), grid[idx]], 1)
         colour = torch.gather(pixels, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
-        return pos, torch.cat([self.init_colour[:1].expand(n, 1, 3), colour], 1)
+        bg = self.background_colour(pixels, background).unsqueeze(1)
+        return pos, torch.cat([bg, colour], 1)
 
     @torch.no_grad()
     def redundant(self, pos: torch.Tensor, colour: torch.Tensor, radius: float) -> torch.Tensor:
@@ -243,16 +261,17 @@ class SlotAttention(nn.Module):
     def forward(self, inputs: torch.Tensor, pixels: torch.Tensor, grid: torch.Tensor,
                 pos: Optional[torch.Tensor] = None, feat: Optional[torch.Tensor] = None,
                 colour: Optional[torch.Tensor] = None, iters: int = 3,
-                hold: bool = False) -> SlotAttentionOutput:
+                hold: bool = False, background: str = "learned") -> SlotAttentionOutput:
         """inputs (N, HW, C) encoder features, pixels (N, HW, 3) the frame's colours.
 
-        Starts from the learned slots when ``pos``/``feat``/``colour`` are None; ``hold``: see
+        Starts from the initial slots when ``pos``/``feat``/``colour`` are None (``background``:
+        the seeded background slot's starting colour, :data:`BACKGROUND_COLOURS`); ``hold``: see
         :meth:`step`.
         """
         x = self.norm_in(inputs)
         keys, values = self.to_k(x), self.to_v(x)
         if pos is None or feat is None:
-            pos, feat, init_colour = self.initial_slots(pixels, grid)
+            pos, feat, init_colour = self.initial_slots(pixels, grid, background)
             colour = init_colour if colour is None else colour
         out = None
         for _ in range(iters):
