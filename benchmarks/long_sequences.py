@@ -53,15 +53,12 @@ def main(argv=None):
         last = np.linalg.norm(ball - batch.positions[:, -1], axis=-1)       # (N, O)
         radius = np.asarray(batch.attributes["size"], dtype=float)
         window = min(9, t - 1)
-        assignment = {(metrics.MOVES.index(r) if isinstance(r, str) else int(r)): int(m)
-                      for r, m in report["assignment"].items()}
 
-        def accuracy(sl):
-            conf = metrics.selection_confusion(batch.moves[:, sl], inf["selections"][:, sl],
-                                               matching, vim.config.num_modules)
-            conf = np.asarray(conf, dtype=float)     # scored with the whole run's assignment
-            hits = sum(conf[r, m] for r, m in assignment.items())
-            return float(hits / conf.sum()) if conf.sum() else float("nan")
+        def accuracy(sl):                       # scored with the whole run's assignment
+            return metrics.assignment_accuracy(
+                metrics.selection_confusion(batch.moves[:, sl], inf["selections"][:, sl],
+                                            matching, vim.config.num_modules),
+                report["assignment"])
 
         # the frame where each lost ball's slot first strays beyond its radius, and whether
         # another ball was then within two radii of it (a crossing)

@@ -42,12 +42,9 @@ def score(vim, batch):
     o = pos0.shape[1]
     gap = np.linalg.norm(pos0[:, :, None] - pos0[:, None], axis=-1) + np.eye(o) * 1e9
     clean = gap.min((1, 2)) > 0
-    assign = {(metrics.MOVES.index(r) if isinstance(r, str) else int(r)): int(m)
-              for r, m in rep["assignment"].items()}
-    conf = np.asarray(metrics.selection_confusion(batch.moves[clean], inf["selections"][clean],
-                                                  match[clean], c.num_modules), dtype=float)
-    clean_acc = float(sum(conf[r, m] for r, m in assign.items()) / conf.sum()) \
-        if conf.sum() else float("nan")
+    clean_acc = metrics.assignment_accuracy(
+        metrics.selection_confusion(batch.moves[clean], inf["selections"][clean], match[clean],
+                                    c.num_modules), rep["assignment"])
     last = metrics.mask_centroids(inf["masks"][:, -1:])[:, 0]
     ball = np.take_along_axis(last, match[..., None].repeat(2, -1), 1)
     dist = np.linalg.norm(ball - batch.positions[:, -1], axis=-1)

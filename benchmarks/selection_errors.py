@@ -52,10 +52,9 @@ def main(argv=None):
     gap = np.linalg.norm(pos0[:, :, None] - pos0[:, None], axis=-1) + np.eye(o) * 1e9
     nearest = gap.min(-1)                                                 # (N, O)
     clean = nearest.min(-1) > 0
-    conf = np.asarray(metrics.selection_confusion(batch.moves[clean], inf["selections"][clean],
-                                                  match[clean], c.num_modules), dtype=float)
-    clean_acc = float(sum(conf[r, m] for r, m in assign.items()) / conf.sum()) \
-        if conf.sum() else float("nan")
+    clean_acc = metrics.assignment_accuracy(
+        metrics.selection_confusion(batch.moves[clean], inf["selections"][clean], match[clean],
+                                    c.num_modules), assign)
     bad = per_ball >= 3
     out = {"accuracy": rep["rule_module_accuracy"], "wrong": int(wrong.sum()),
            "wrong_per_ball_histogram": np.bincount(per_ball.reshape(-1)).tolist(),

@@ -342,6 +342,19 @@ def rule_module_accuracy(confusion):
     return acc, assignment
 
 
+def assignment_accuracy(confusion, assignment):
+    """Share of the counts of ``confusion`` (``num_rules x M``) that a *fixed* rule -> module
+    ``assignment`` gets right (keys: rule index or name in :data:`MOVES`), e.g. a whole run's
+    assignment scored on a subset of its videos or transitions; ``nan`` if there are none."""
+    c = _check_confusion(confusion)
+    total = c.sum()
+    if total <= 0:
+        return float("nan")
+    hits = sum(c[MOVES.index(r) if isinstance(r, str) else int(r), int(m)]
+               for r, m in assignment.items())
+    return float(hits / total)
+
+
 def module_usage(selections, num_modules, mask=None):
     """Frequency with which each module is selected.
 

@@ -419,3 +419,11 @@ def test_identification_report_errors():
         identification_report(np.stack([moves, moves], -1), pos, masks, selections, 5)
     with pytest.raises(ValueError, match="K >= O"):
         identification_report(moves, pos, masks[:, :, :2], selections[:, :, :2], 5)
+
+
+def test_assignment_accuracy_scores_a_fixed_labelling():
+    from pyro_vim.metrics import assignment_accuracy
+    conf = np.array([[8, 2, 0, 0], [0, 10, 0, 0], [0, 0, 5, 5], [0, 0, 0, 10]])
+    assert assignment_accuracy(conf, {0: 0, 1: 1, 2: 2, 3: 3}) == pytest.approx(33 / 40)
+    assert assignment_accuracy(conf, {"up": 1, "down": 0}) == pytest.approx(2 / 40)
+    assert np.isnan(assignment_accuracy(np.zeros((4, 4)), {0: 0}))

@@ -152,6 +152,10 @@ class SlotAttention(nn.Module):
         bg = self.background_colour(pixels, background).unsqueeze(1)
         return pos, torch.cat([bg, colour], 1)
 
+    def appearance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """The appearance term |a_i - b_j|^2 / (2 sigma^2): (N, I, 3), (N, J, 3) -> (N, I, J)."""
+        return torch.cdist(a, b).pow(2) / (2 * torch.exp(2 * self.log_colour_sigma))
+
     @torch.no_grad()
     def redundant(self, pos: torch.Tensor, colour: torch.Tensor, radius: float) -> torch.Tensor:
         """(N, K) bool: object slots that duplicate another slot.
@@ -161,9 +165,8 @@ class SlotAttention(nn.Module):
         appearance term; an object slot whose colour is the background slot's (slot 0 of the
         seeded initialisation) duplicates the background.  Such a slot explains nothing its
         partner does not."""
-        n, k = pos.shape[:2]
-        bandwidth = 2 * torch.exp(2 * self.log_colour_sigma)
-        same_colour = torch.cdist(colour, colour).pow(2) / bandwidth < RESEED_APPEARANCE
+        k = pos.shape[1]
+        same_colour = self.appearance(colour, colour) < RESEED_APPEARANCE
         near = torch.cdist(pos, pos) < radius
         first = 1 if self.init == "seeded" else 0             # slot 0: the background
         earlier = torch.ones(k, k, dtype=torch.bool, device=pos.device).tril(-1)  # j < k
@@ -196,8 +199,7 @@ class SlotAttention(nn.Module):
             moved = torch.zeros_like(dup)
             if not bool(dup.any()):
                 return pos, colour, moved
-            bandwidth = 2 * torch.exp(2 * self.log_colour_sigma)
-            cost = torch.cdist(colour, pixels).pow(2) / bandwidth              # (N, K, HW)
+            cost = self.appearance(colour, pixels)                             # (N, K, HW)
             cost = cost.masked_fill(dup.unsqueeze(-1), float("inf")).min(1).values  # (N, HW)
             rows = torch.arange(pixels.shape[0], device=pixels.device)
             target_pos, target_colour = pos.detach().clone(), colour.detach().clone()
@@ -211,7 +213,7 @@ class SlotAttention(nn.Module):
                 new_colour = pixels[rows, idx]                                 # (N, 3)
                 target_pos[:, k] = grid[idx].to(target_pos.dtype)
                 target_colour[:, k] = new_colour.to(target_colour.dtype)
-                seeded = (pixels - new_colour.unsqueeze(1)).pow(2).sum(-1) / bandwidth
+                seeded = self.appearance(new_colour.unsqueeze(1), pixels)[:, 0]
                 cost = torch.where(move[:, None], torch.minimum(cost, seeded), cost)
                 moved[:, k] = move
         if not bool(moved.any()):
@@ -233,8 +235,7 @@ class SlotAttention(nn.Module):
         q = self.to_q(self.norm_slots(feat))                               # (N, K, D)
         q_rel = q @ self.rel_k.weight                                      # (N, K, 5)
         locality = F.softplus(self.locality) * (phi[..., 2] + phi[..., 3])
-        colour_dist = torch.cdist(colour, pixels).pow(2)                   # (N, K, HW)
-        appearance = colour_dist / (2 * torch.exp(2 * self.log_colour_sigma))
+        appearance = self.appearance(colour, pixels)                      # (N, K, HW)
         logits = (torch.einsum("nkd,nid->nki", q, keys)
                   + torch.einsum("nkc,nkic->nki", q_rel, phi)) / math.sqrt(d)
         logits = logits - locality - appearance
