@@ -241,3 +241,18 @@ def test_ood_perception_smoke(tmp_path):
     assert total == sum(out[k]["objects"] for k in kinds)
     assert 0 < total <= 2 * tiny_config().num_objects and total % tiny_config().num_objects == 0
     assert all(0 <= v["over_2px"] <= 1 and v["median_px"] >= 0 for v in out.values())
+
+
+def test_tracking_cases_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    VIM(tiny_config()).save(str(path))
+    script = load("tracking_cases")
+    cases = script.main([str(path), "--what", "lost", "--num-sequences", "2", "--seq-len", "4"])
+    assert all(0 <= c["lost_at"] < 4 and len(c["visible_px"]) == len(c["slot_error_px"])
+               for c in cases)
+    videos = script.main([str(path), "--what", "coincident", "--num-sequences", "3",
+                          "--seq-len", "3", "--reseed", "off", "--hold", "on"])
+    assert all(len(v["frames"]) == 3 and len(v["matching"]) == 3 for v in videos)
