@@ -3,12 +3,16 @@
 
     python benchmarks/tracking_cases.py CKPT --what lost [--num-sequences 32 --seq-len 100]
     python benchmarks/tracking_cases.py CKPT --what coincident [--num-sequences 64 --seq-len 11]
+    python benchmarks/tracking_cases.py CKPT --what visibility [--num-sequences 64 --seq-len 11]
 
 ``lost``: every ball whose frame-0 slot ends farther than its radius from it; the frame where it
 strayed, and for the frames around it the ball's visible area (pixels), the distance to the
 nearest other ball and the slot's distance from the ball.
 ``coincident``: the videos whose first frame has two balls on one pixel; per frame (first 5), the
 balls' positions and visible areas, each slot's mask centroid and area, and the selections.
+``visibility``: the tracking error of every ball on every frame, binned by the share of the ball
+that is visible (its visible area over its largest area in the video), for the matched slot's
+decoded-mask centroid (what ``position_error`` scores) and for its latent position.
 ``--reseed on|off`` and ``--hold on|off`` override the checkpoint's occlusion settings.
 """
 import argparse
@@ -48,6 +52,33 @@ def lost(batch, inf, match):
     return cases
 
 
+VISIBLE_BINS = ((1.0, 1.0), (0.8, 1.0), (0.5, 0.8), (0.0, 0.5))
+
+
+def visibility(batch, inf, match):
+    n, t, o = batch.positions.shape[:3]
+    idx = match[:, None, :, None].repeat(t, 1).repeat(2, -1)
+    errors = {}
+    for name, slot_pos in (("centroid", metrics.mask_centroids(inf["masks"])),
+                           ("latent", inf["positions"])):
+        track = np.take_along_axis(slot_pos, idx, 2)
+        errors[name] = np.linalg.norm(track - batch.positions, axis=-1)             # (N, T, O)
+    area = batch.masks.reshape(n, t, o, -1).sum(-1).astype(float)
+    visible = area / np.maximum(area.max(axis=1, keepdims=True), 1.0)
+    rows = []
+    for lo, hi in VISIBLE_BINS:
+        sel = visible >= 1.0 if lo == hi else (visible >= lo) & (visible < hi)
+        row = {"visible": f"{lo:.1f}" if lo == hi else f"[{lo:.1f}, {hi:.1f})",
+               "share": float(sel.mean())}
+        for name, err in errors.items():
+            row[f"{name}_error_px"] = float(np.nanmean(err[sel])) if sel.any() else float("nan")
+        rows.append(row)
+        print(f"visible {row['visible']:>10}: share {row['share']:.3f}  mask-centroid error "
+              f"{row['centroid_error_px']:.2f} px  latent-position error "
+              f"{row['latent_error_px']:.2f} px")
+    return rows
+
+
 def coincident(batch, inf, match, frames=5):
     o = batch.num_objects
     p0 = batch.positions[:, 0]
@@ -75,7 +106,7 @@ def coincident(batch, inf, match, frames=5):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--what", choices=("lost", "coincident"), required=True)
+    ap.add_argument("--what", choices=("lost", "coincident", "visibility"), required=True)
     ap.add_argument("--num-sequences", type=int, default=None)
     ap.add_argument("--seq-len", type=int, default=None)
     ap.add_argument("--reseed", choices=("on", "off"), default=None)
@@ -99,7 +130,8 @@ def main(argv=None):
                                         inf["selections"], c.num_modules)
     match = np.asarray(rep["matching"])
     print(f"accuracy {rep['rule_module_accuracy']:.4f}")
-    return (lost if args.what == "lost" else coincident)(batch, inf, match)
+    what = {"lost": lost, "coincident": coincident, "visibility": visibility}[args.what]
+    return what(batch, inf, match)
 
 
 if __name__ == "__main__":

@@ -256,3 +256,7 @@ def test_tracking_cases_smoke(tmp_path):
     videos = script.main([str(path), "--what", "coincident", "--num-sequences", "3",
                           "--seq-len", "3", "--reseed", "off", "--hold", "on"])
     assert all(len(v["frames"]) == 3 and len(v["matching"]) == 3 for v in videos)
+    rows = script.main([str(path), "--what", "visibility", "--num-sequences", "3",
+                        "--seq-len", "3"])
+    assert abs(sum(r["share"] for r in rows) - 1.0) < 1e-9
+    assert all(r["share"] == 0 or r["centroid_error_px"] >= 0 for r in rows)
