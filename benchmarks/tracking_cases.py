@@ -29,11 +29,17 @@ from pyro_vim.evaluate import _infer_all, default_seed  # noqa: E402
 from pyro_vim.models import load_model  # noqa: E402
 
 
+def track_errors(batch, slot_positions, match):
+    """(N, T, O) distance from each ball to its frame-0-matched slot's position."""
+    t = batch.positions.shape[1]
+    idx = match[:, None, :, None].repeat(t, 1).repeat(2, -1)
+    track = np.take_along_axis(slot_positions, idx, 2)
+    return np.linalg.norm(track - batch.positions, axis=-1)
+
+
 def lost(batch, inf, match):
     n, t, o = batch.positions.shape[:3]
-    slots = metrics.mask_centroids(inf["masks"])                                 # (N, T, K, 2)
-    track = np.take_along_axis(slots, match[:, None, :, None].repeat(t, 1).repeat(2, -1), 2)
-    err = np.linalg.norm(track - batch.positions, axis=-1)                       # (N, T, O)
+    err = track_errors(batch, metrics.mask_centroids(inf["masks"]), match)       # (N, T, O)
     area = batch.masks.reshape(n, t, o, -1).sum(-1)
     p = batch.positions
     near = (np.linalg.norm(p[:, :, :, None] - p[:, :, None], axis=-1) + np.eye(o) * 1e9).min(-1)
@@ -57,12 +63,8 @@ VISIBLE_BINS = ((1.0, 1.0), (0.8, 1.0), (0.5, 0.8), (0.0, 0.5))
 
 def visibility(batch, inf, match):
     n, t, o = batch.positions.shape[:3]
-    idx = match[:, None, :, None].repeat(t, 1).repeat(2, -1)
-    errors = {}
-    for name, slot_pos in (("centroid", metrics.mask_centroids(inf["masks"])),
-                           ("latent", inf["positions"])):
-        track = np.take_along_axis(slot_pos, idx, 2)
-        errors[name] = np.linalg.norm(track - batch.positions, axis=-1)             # (N, T, O)
+    errors = {"centroid": track_errors(batch, metrics.mask_centroids(inf["masks"]), match),
+              "latent": track_errors(batch, inf["positions"], match)}
     area = batch.masks.reshape(n, t, o, -1).sum(-1).astype(float)
     visible = area / np.maximum(area.max(axis=1, keepdims=True), 1.0)
     rows = []
