@@ -153,6 +153,9 @@ class VIMConfig:
     #                             "relaxed" (as in training).  Training is unaffected.
     r_kl: str = "categorical"   # module-choice KL: "categorical" (analytic, between the choice
     #                             distributions) or "sample" (Trace_ELBO's relaxed Monte Carlo)
+    merge_every: int = 0        # dynamics steps between checks for duplicated modules, whose
+    #                             less used copy is reset to the identity (0: never;
+    #                             pyro_vim.duplicates)
     prior_octaves: int = -1     # octave features of positions in the selection prior: -1 derives
     #                             them from image_size (finest period <= 4 px), 0 = raw positions
     # -- training ----------------------------------------------------------------------------
@@ -223,6 +226,11 @@ class VIMConfig:
                 or self.eval_seq_len < 2:
             raise ValueError(f"VIMConfig.eval_seq_len must be an int >= 2, "
                              f"got {self.eval_seq_len!r}")
+        if isinstance(self.merge_every, bool) or not isinstance(self.merge_every, int) \
+                or self.merge_every < 0:
+            raise ValueError(f"VIMConfig.merge_every must be an int >= 0 (dynamics steps "
+                             f"between duplicate-module checks, 0: never), "
+                             f"got {self.merge_every!r}")
         if isinstance(self.prior_octaves, bool) or not isinstance(self.prior_octaves, int) \
                 or self.prior_octaves < -1:
             raise ValueError(f"VIMConfig.prior_octaves must be an int >= -1 (-1: derived from "

@@ -47,10 +47,12 @@ from .distributed import (
     from_env,
     gather_objects,
 )
+from .duplicates import merge_duplicates
 from .elbo import TermsELBO
 from .evaluate import evaluate_batch, identification, reconstruction_metrics
 from .models import build_model
 from .nn.accel import accelerate_networks
+from .nn.transition import TransitionModules
 from .rundir import RunLock, is_no_space, no_space_message
 from .tensorboard import make_logger
 
@@ -136,6 +138,7 @@ class Trainer:
         self.elbo = TermsELBO(categorical_r=self.config.r_kl == "categorical")
         self.data = make_generator(self.config)
         self._eval_batch = None
+        self._last_frames = None             # the last training batch (duplicate checks)
         # rank 0 alone owns the run directory and writes to it
         self._lock = RunLock(out_dir) if out_dir is not None and self.dist.is_main else None
         self._tensorboard = tensorboard       # None: when installed (pyro_vim.tensorboard)
@@ -297,6 +300,7 @@ class Trainer:
         c, vim, step = self.config, self.vim, self.step
         pretraining = step < c.pretrain_steps
         frames = self.batch(step)
+        self._last_frames = frames
         model, guide = vim.programs(step)
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
@@ -478,10 +482,18 @@ class Trainer:
         try:
             while self.step < steps and not self.budget_spent():
                 record = self.train_step()
-                record["time"] = time.time() - start
-                self.elapsed_s = elapsed_before + record["time"] - evaluating
                 c = self.config
                 dyn_step = self.step - c.pretrain_steps
+                if c.merge_every and dyn_step >= c.warmup_steps and dyn_step % c.merge_every == 0 \
+                        and isinstance(getattr(self.vim, "transition", None), TransitionModules):
+                    rng = rng_state()
+                    merged = merge_duplicates(self.vim, self._last_frames, self.optimizer,
+                                              self.dist)
+                    set_rng_state(rng)      # the check never shifts training's random numbers
+                    if merged:
+                        record["merged"] = {str(k): v for k, v in merged.items()}
+                record["time"] = time.time() - start
+                self.elapsed_s = elapsed_before + record["time"] - evaluating
                 if main and dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
                                                                or self.step == steps):
                     was_training, rng = self.vim.training, rng_state()
