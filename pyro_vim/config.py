@@ -28,7 +28,7 @@ _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: Fields added after configs were first saved, with the value that reproduces those configs'
 #: models (a checkpoint restores exactly what was trained).  A dict without the key gets it.
 _BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample", "reseed": False,
-                 "hold_hidden": False}
+                 "hold_hidden": False, "merge_every": 0}
 
 
 @dataclass
@@ -153,7 +153,7 @@ class VIMConfig:
     #                             "relaxed" (as in training).  Training is unaffected.
     r_kl: str = "categorical"   # module-choice KL: "categorical" (analytic, between the choice
     #                             distributions) or "sample" (Trace_ELBO's relaxed Monte Carlo)
-    merge_every: int = 0        # dynamics steps between checks for duplicated modules, whose
+    merge_every: int = 25       # dynamics steps between checks for duplicated modules, whose
     #                             less used copy is reset to the identity (0: never;
     #                             pyro_vim.duplicates)
     prior_octaves: int = -1     # octave features of positions in the selection prior: -1 derives
