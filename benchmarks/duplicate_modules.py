@@ -49,13 +49,16 @@ def relaxed_kl(log_q: torch.Tensor, log_p: torch.Tensor, tau: float, samples: in
     return (q.log_prob(y) - p.log_prob(y)).mean(0)
 
 
-def main(args):
+def main(argv=None):
+    """Print the table; returns its rows as dicts (share, categorical, relaxed, fitted)."""
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
     print(f"M = {args.modules} modules, R = {args.rules} rules, tau = {args.tau}, "
           f"{args.samples} relaxed samples per observation")
     print("share on the copy | categorical KL | relaxed MC KL (prior = mean q) | "
           "relaxed MC KL (prior fitted)")
+    rows = []
     for share in args.shares:
         log_q = posteriors(share, args.modules, args.rules, args.off)
         log_p = log_q.exp().mean(0).log()
@@ -75,6 +78,8 @@ def main(args):
                 fitted = float(relaxed_kl(log_q, prior_logits.log_softmax(-1), args.tau,
                                           args.samples, gen).mean())
         print(f"{share:17.2f} | {cat:14.4f} | {mc:30.3f} | {fitted:28.3f}")
+        rows.append({"share": share, "categorical": cat, "relaxed": mc, "fitted": fitted})
+    return rows
 
 
 def parse_args(argv=None):
@@ -101,4 +106,4 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    main()

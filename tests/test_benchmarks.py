@@ -1,6 +1,8 @@
 """The benchmark scripts run (tiny arguments); their numbers are recorded in BENCHMARKS.md."""
 import json
 
+import pytest
+
 from .helpers import load_script
 
 
@@ -260,3 +262,14 @@ def test_tracking_cases_smoke(tmp_path):
                         "--seq-len", "3"])
     assert abs(sum(r["share"] for r in rows) - 1.0) < 1e-9
     assert all(r["share"] == 0 or r["centroid_error_px"] >= 0 for r in rows)
+
+
+def test_duplicate_modules_kl():
+    """The analytic module KL is flat in how a rule is split between two identical modules; the
+    relaxed Monte Carlo KL with a fitted prior penalises the split."""
+    rows = load("duplicate_modules").main(["--shares", "0", "0.5", "--samples", "4000",
+                                           "--fit-steps", "60"])
+    assert abs(rows[0]["categorical"] - rows[1]["categorical"]) < 0.01
+    assert rows[1]["fitted"] > rows[0]["fitted"] + 0.5
+    with pytest.raises(SystemExit):
+        load("duplicate_modules").main(["--modules", "4", "--rules", "4"])
