@@ -138,7 +138,6 @@ class Trainer:
         self.elbo = TermsELBO(categorical_r=self.config.r_kl == "categorical")
         self.data = make_generator(self.config)
         self._eval_batch = None
-        self._last_frames = None             # the last training batch (duplicate checks)
         # rank 0 alone owns the run directory and writes to it
         self._lock = RunLock(out_dir) if out_dir is not None and self.dist.is_main else None
         self._tensorboard = tensorboard       # None: when installed (pyro_vim.tensorboard)
@@ -300,7 +299,6 @@ class Trainer:
         c, vim, step = self.config, self.vim, self.step
         pretraining = step < c.pretrain_steps
         frames = self.batch(step)
-        self._last_frames = frames
         model, guide = vim.programs(step)
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
@@ -352,7 +350,22 @@ class Trainer:
         else:
             self.optimizer.step()
         self.step += 1
+        self._merge_duplicates(frames, record)
         return record
+
+    def _merge_duplicates(self, frames, record) -> None:
+        """Every ``merge_every`` dynamics steps from ``warmup_steps`` on, reset modules that copy
+        another (:mod:`pyro_vim.duplicates`); the record gets ``merged`` = {copy: kept}."""
+        c = self.config
+        dyn_step = self.step - c.pretrain_steps
+        if not (c.merge_every and dyn_step >= c.warmup_steps and dyn_step % c.merge_every == 0
+                and isinstance(getattr(self.vim, "transition", None), TransitionModules)):
+            return
+        rng = rng_state()
+        merged = merge_duplicates(self.vim, frames, self.optimizer, self.dist)
+        set_rng_state(rng)      # the check never shifts training's random numbers
+        if merged:
+            record["merged"] = {str(k): v for k, v in merged.items()}
 
     def _invalid_elbo(self, error: ValueError, model, guide, frames):
         """A distribution rejected its parameters (NaN/inf reached it): a non-finite ELBO.
@@ -484,14 +497,6 @@ class Trainer:
                 record = self.train_step()
                 c = self.config
                 dyn_step = self.step - c.pretrain_steps
-                if c.merge_every and dyn_step >= c.warmup_steps and dyn_step % c.merge_every == 0 \
-                        and isinstance(getattr(self.vim, "transition", None), TransitionModules):
-                    rng = rng_state()
-                    merged = merge_duplicates(self.vim, self._last_frames, self.optimizer,
-                                              self.dist)
-                    set_rng_state(rng)      # the check never shifts training's random numbers
-                    if merged:
-                        record["merged"] = {str(k): v for k, v in merged.items()}
                 record["time"] = time.time() - start
                 self.elapsed_s = elapsed_before + record["time"] - evaluating
                 if main and dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0

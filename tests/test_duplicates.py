@@ -97,6 +97,20 @@ def test_trainer_checks_duplicates_every_merge_every_steps(tmp_path):
                for r in records if "merged" in r)
 
 
+def test_a_hand_written_loop_of_train_steps_merges_too(tmp_path):
+    """Scripts that call ``train_step`` themselves (the benchmarks) get the check as well."""
+    config = tiny_config(image_size=S, num_modules=3, merge_every=1, warmup_steps=1,
+                         pretrain_steps=1, steps=4, eval_every=0, lr=1e-6)
+    trainer = Trainer(config, progress=False, tensorboard=False)
+    pixel = 2.0 / (S - 1)
+    with torch.no_grad():
+        trainer.vim.transition.l3.weight.zero_()
+        trainer.vim.transition.l3.bias.zero_()
+        trainer.vim.transition.l3.bias[:, 1] = 3.0 * pixel
+    records = [trainer.train_step() for _ in range(3)]
+    assert "merged" not in records[0] and len(records[1]["merged"]) == 2
+
+
 def test_merge_every_must_be_a_non_negative_int():
     for bad in (-1, 1.5, True, "5"):
         with pytest.raises(ValueError, match="merge_every"):
