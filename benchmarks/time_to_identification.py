@@ -77,14 +77,18 @@ def main(args):
     trainer = Trainer(config, out_dir=args.out, device=args.device, progress=False,
                       checkpoint_every=0, precision=args.precision, compile=args.compile)
     trainer.config.eval_every = 0  # evaluation is done here, off the training clock
-    curve, train_time, next_eval = [], 0.0, args.eval_every_minutes * 60
+    curve, merges, train_time, next_eval = [], [], 0.0, args.eval_every_minutes * 60
     budget = args.minutes * 60
     print(f"{'minutes':>8} {'step':>6} {'phase':>9} {'accuracy':>9} {'nmi':>6} {'pos_err':>8} "
           f"{'step_err':>8} {'rollout':>8} {'prior_dev':>9}")
     while train_time < budget:
         start = time.time()
         while time.time() - start < min(next_eval, budget) - train_time:
-            trainer.train_step()
+            record = trainer.train_step()
+            if "merged" in record:                   # a duplicated module was reset
+                merges.append({"step": record["step"], "merged": record["merged"]})
+                print(f"step {record['step']}: reset duplicated modules {record['merged']} "
+                      f"(copy: kept)", flush=True)
         train_time += time.time() - start
         phase = "pretrain" if trainer.step <= config.pretrain_steps else "dynamics"
         trainer.vim.eval()
@@ -120,7 +124,7 @@ def main(args):
               "device": str(trainer.device) + (f" ({torch.cuda.get_device_name(trainer.device)})"
                                                if trainer.device.type == "cuda" else ""),
               "precision": args.precision, "compile": bool(args.compile),
-              "target": args.target,
+              "target": args.target, "merges": merges,
               "date": time.strftime("%Y-%m-%d"), "held_out_sequences": args.eval_sequences}
     with open(os.path.join(args.out, "curve.json"), "w") as f:
         json.dump(result, f, indent=1)
