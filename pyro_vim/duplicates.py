@@ -1,4 +1,4 @@
-"""Duplicate transition modules: find them, and free the copy (``VIMConfig.merge_duplicates``).
+"""Duplicate transition modules: find them, and free the copy (``VIMConfig.merge_every``).
 
 With more modules than rules, a spare module can learn a copy of a rule's module.  The ELBO
 cannot tell: two modules that predict the same next state explain the frames equally well, and
@@ -43,7 +43,7 @@ def find_duplicates(vim, frames: torch.Tensor, max_videos: int = 8) -> List[Tupl
     was_training = vim.training
     vim.eval()
     try:
-        out = vim.infer(frames[:max_videos], iterations=1, stay=False)
+        out = vim.infer(frames[:max_videos], iterations=1, stay=False, decode=False)
     finally:
         vim.train(was_training)
     slots = out["slots"][:, :-1, 1:]                        # (N, T-1, K-1, S) object slots

@@ -523,7 +523,8 @@ class VIM(PyroModule):
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def infer(self, frames: torch.Tensor, iterations: Optional[int] = None,
-              stay: Optional[bool] = None, chunk: int = 16) -> Dict[str, torch.Tensor]:
+              stay: Optional[bool] = None, chunk: int = 16,
+              decode: bool = True) -> Dict[str, torch.Tensor]:
         """Posterior summary with hard (argmax) module choices and mean updates: the guide run
         under :class:`~pyro_vim.handlers.UseMeans`.
 
@@ -533,6 +534,9 @@ class VIM(PyroModule):
 
         ``chunk``: frames encoded and decoded at a time (bounds memory for long videos; the
         results are the same up to float rounding).
+
+        ``decode=False`` skips the decoder: no ``masks`` and ``recon`` (for callers that need
+        only the slots and choices).
 
         Returns ``slots`` (N, T, K, 2 + D) = (pos, feat), ``positions`` (N, T, K, 2) in pixels (x =
         column, y = row), ``selection_probs`` (N, T-1, K, M), ``selections`` (N, T-1, K) (the first
@@ -555,7 +559,7 @@ class VIM(PyroModule):
         pos = torch.stack([h.pos for h in states], 1)
         feat = torch.stack([h.feat for h in states], 1)
         masks, recon = [], []              # decoded ``chunk`` frames at a time (bounded memory)
-        for i in range(0, pos.shape[1], chunk):
+        for i in range(0, pos.shape[1] if decode else 0, chunk):
             rgb, logits = self.decode(pos[:, i:i + chunk], feat[:, i:i + chunk])
             mixture = SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
             masks.append(mixture.masks)
@@ -576,8 +580,7 @@ class VIM(PyroModule):
             "iteration_selections": choices,
             "iteration_positions": self.to_pixels(module_pos),
             "iteration_slots": torch.cat([module_pos, module_feat], -1),
-            "masks": torch.cat(masks, 1),
-            "recon": torch.cat(recon, 1),
+            **({"masks": torch.cat(masks, 1), "recon": torch.cat(recon, 1)} if decode else {}),
         }
 
     # ------------------------------------------------------------------ persistence

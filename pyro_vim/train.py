@@ -495,10 +495,10 @@ class Trainer:
         try:
             while self.step < steps and not self.budget_spent():
                 record = self.train_step()
-                c = self.config
-                dyn_step = self.step - c.pretrain_steps
                 record["time"] = time.time() - start
                 self.elapsed_s = elapsed_before + record["time"] - evaluating
+                c = self.config
+                dyn_step = self.step - c.pretrain_steps
                 if main and dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
                                                                or self.step == steps):
                     was_training, rng = self.vim.training, rng_state()

@@ -115,3 +115,11 @@ def test_merge_every_must_be_a_non_negative_int():
     for bad in (-1, 1.5, True, "5"):
         with pytest.raises(ValueError, match="merge_every"):
             tiny_config(merge_every=bad)
+
+
+def test_the_check_infers_without_decoding_and_gets_the_same_slots():
+    vim = vim_with(RULES + [RULES[0]]).eval()
+    full, light = vim.infer(frames()), vim.infer(frames(), decode=False)
+    assert "masks" not in light and "recon" not in light
+    assert torch.allclose(full["slots"], light["slots"])
+    assert torch.equal(full["selections"], light["selections"])
