@@ -44,7 +44,8 @@ def main(argv=None):
         batch = gen.generate(args.num_sequences, t, default_seed(vim.config))
         inf = _infer_all(vim, batch.frames, 64)
         report = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
-                                               inf["selections"], vim.config.num_modules)
+                                               inf["selections"], vim.config.num_modules,
+                                               visible=batch.masks.any(axis=(-2, -1)))
         errors = np.asarray(report["position_error"], dtype=float)
         # per ball, last frame: the slot matched on frame 0 vs the ball
         slot_pos = metrics.mask_centroids(inf["masks"][:, -1:])[:, 0]       # (N, K, 2)
@@ -75,6 +76,7 @@ def main(argv=None):
             lost_at.append(f)
             crossing.append(bool(gaps[i, max(0, f - 1):f + 1, j].min() <= 2 * radius[i, j]))
         row = {"seq_len": t, "accuracy": report["rule_module_accuracy"],
+               "track_accuracy": report["track_rule_module_accuracy"],
                "tracking_error_mean": report["mean_position_error"],
                "tracking_error_last_frame": float(errors[-1]),
                "median_error_last_frame": float(np.nanmedian(last)),

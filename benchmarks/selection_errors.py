@@ -7,7 +7,8 @@ Prints the accuracy, how the wrong selections spread over the balls (histogram o
 selections per ball), for the balls with >= 3 wrong selections their slot's distance on frame 0
 and the distance to the nearest other ball on frame 0, and the accuracy (same rule-module
 assignment) without the videos whose first frame has two balls on the same pixel (one hidden
-behind the other, so that no model can tell which is which).
+behind the other, so that no model can tell which is which), and the accuracy with balls matched
+to slots on their visible tracks instead (``track_rule_module_accuracy``).
 """
 import argparse
 
@@ -34,7 +35,8 @@ def main(argv=None):
     batch = c.make_generator().generate(args.num_sequences, args.seq_len, default_seed(c))
     inf = _infer_all(vim, batch.frames, 64)
     rep = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
-                                        inf["selections"], c.num_modules)
+                                        inf["selections"], c.num_modules,
+                                        visible=batch.masks.any(axis=(-2, -1)))
     assign = {(metrics.MOVES.index(r) if isinstance(r, str) else int(r)): int(m)
               for r, m in rep["assignment"].items()}
     match = np.asarray(rep["matching"])                                   # (N, O)
@@ -61,7 +63,10 @@ def main(argv=None):
            "bad_balls_frame0_slot_distance": np.round(d0[bad], 2).tolist(),
            "bad_balls_nearest_other_ball": np.round(nearest[bad], 1).tolist(),
            "videos_with_coincident_start": int((~clean).sum()),
-           "accuracy_without_them": clean_acc}
+           "accuracy_without_them": clean_acc,
+           "track_matching_accuracy": rep["track_rule_module_accuracy"],
+           "balls_matched_differently_on_tracks": int(
+               (np.asarray(rep["track_matching"]) != match).sum())}
     for k, v in out.items():
         print(f"{k}: {v}")
     return out

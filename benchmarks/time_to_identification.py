@@ -97,6 +97,7 @@ def main(args):
         trainer.vim.train()
         point = {"minutes": round(train_time / 60, 2), "step": trainer.step, "phase": phase,
                  "accuracy": report["rule_module_accuracy"], "nmi": report["nmi"],
+                 "track_accuracy": report["track_rule_module_accuracy"],
                  "position_error": report["mean_position_error"],
                  "module_usage": report["module_usage"],
                  "module_translation_px": report["module_translation_px"],

@@ -16,7 +16,10 @@ Conventions
 Sec. 5.1 evaluation (:func:`identification_report`): the centroid of each slot's decoded mask
 gives the slot's position; each ground-truth ball is matched to a slot on the first frame and the
 matching is kept for the whole sequence; the module selected by the matched slot at every step is
-then compared with the ball's true move.
+then compared with the ball's true move. A ball hidden behind another on the first frame cannot be
+matched there by any model; the report therefore also scores a whole-track matching
+(:func:`match_tracks_to_slots`: each ball to the slot closest to it on average over the frames
+where the ball is visible) as ``track_rule_module_accuracy``.
 """
 
 import numpy as np
@@ -26,6 +29,7 @@ __all__ = [
     "linear_sum_assignment",
     "mask_centroids",
     "match_objects_to_slots",
+    "match_tracks_to_slots",
     "selection_confusion",
     "rule_module_accuracy",
     "module_usage",
@@ -231,6 +235,13 @@ def match_objects_to_slots(object_positions, slot_positions):
         )
     with np.errstate(invalid="ignore"):
         dist = np.sqrt(((obj[:, :, None, :] - slots[:, None, :, :]) ** 2).sum(-1))  # (N, O, K)
+    return _assign(dist)
+
+
+def _assign(dist):
+    """One-to-one assignment per sequence on an ``(N, O, K)`` cost; non-finite costs get a
+    penalty larger than any total of finite ones."""
+    n, o, _ = dist.shape
     finite = np.isfinite(dist)
     big = 1.0 + (float(dist[finite].max()) if finite.any() else 0.0) * (o + 1)
     dist = np.where(finite, dist, big)
@@ -239,6 +250,55 @@ def match_objects_to_slots(object_positions, slot_positions):
         rows, cols = linear_sum_assignment(dist[i])
         matching[i, rows] = cols
     return matching
+
+
+def match_tracks_to_slots(object_tracks, slot_tracks, visible=None):
+    """Match each object to a distinct slot by whole tracks: the one-to-one assignment (per
+    sequence) minimising the total of each object's mean distance to its slot over the frames
+    where the object is visible.
+
+    The first-frame matching of :func:`match_objects_to_slots` is the paper's; it cannot place a
+    ball that starts hidden behind another (both balls have the same first-frame position, so
+    either slot is as close). Matching on the tracks uses the frames where each ball can be
+    seen, so it scores what the model selects for the ball once it is tracked.
+
+    Args:
+        object_tracks: ``(N, T, O, 2)`` ground-truth ``(x, y)`` positions.
+        slot_tracks: ``(N, T, K, 2)`` slot positions, ``K >= O`` (nan where a slot has no
+            position, e.g. an empty mask).
+        visible: optional ``(N, T, O)`` bool, True where the object has visible pixels; frames
+            where it is hidden are left out of its mean (an object never visible falls back to
+            all frames). Default: every frame counts.
+
+    Returns:
+        ``(N, O)`` int64 slot index per object.
+    """
+    obj = _as_float(object_tracks, "object_tracks")
+    slots = _as_float(slot_tracks, "slot_tracks")
+    _check_ndim(obj, "object_tracks", 4, "(N, T, O, 2)")
+    _check_ndim(slots, "slot_tracks", 4, "(N, T, K, 2)")
+    if obj.shape[-1] != 2 or slots.shape[-1] != 2:
+        raise ValueError(f"object_tracks and slot_tracks must end in (x, y) pairs, got "
+                         f"{_shape_str(obj.shape)} and {_shape_str(slots.shape)}")
+    if obj.shape[:2] != slots.shape[:2]:
+        raise ValueError(f"object_tracks and slot_tracks must have the same (N, T), got "
+                         f"{_shape_str(obj.shape)} and {_shape_str(slots.shape)}")
+    n, t, o = obj.shape[:3]
+    if slots.shape[2] < o:
+        raise ValueError(f"slot_tracks must have K >= O slots to match one-to-one, got "
+                         f"K={slots.shape[2]} < O={o}")
+    if visible is None:
+        vis = np.ones((n, t, o), dtype=bool)
+    else:
+        vis = _to_numpy(visible, "visible").astype(bool)
+        if vis.shape != (n, t, o):
+            raise ValueError(f"visible must have shape (N, T, O) = ({n}, {t}, {o}), got "
+                             f"{_shape_str(vis.shape)}")
+        vis = np.where(vis.any(axis=1, keepdims=True), vis, True)   # never visible: all frames
+    with np.errstate(invalid="ignore"):
+        dist = np.sqrt(((obj[:, :, :, None, :] - slots[:, :, None, :, :]) ** 2).sum(-1))
+    dist = np.where(vis[..., None], dist, np.nan)                   # (N, T, O, K)
+    return _assign(_finite_mean(dist, axis=1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,7 +605,8 @@ def _finite_mean(x, axis=None):
     return np.where(c > 0, s / np.maximum(c, 1), np.nan)
 
 
-def identification_report(moves, object_positions, slot_masks, selections, num_modules):
+def identification_report(moves, object_positions, slot_masks, selections, num_modules,
+                          visible=None):
     """Full Sec. 5.1 evaluation: match balls to slots on frame 0, then score module selection.
 
     Steps: slot positions are the centroids of ``slot_masks`` (:func:`mask_centroids`); objects
@@ -559,6 +620,9 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
         slot_masks: ``(N, T, K, H, W)`` decoded slot masks.
         selections: ``(N, T-1, K)`` int module selected by each slot at each transition.
         num_modules: number of modules ``M``.
+        visible: optional ``(N, T, O)`` bool, True where an object has visible pixels (e.g.
+            ``masks.any((-2, -1))`` of a :class:`~pyro_vim.data.VideoBatch`), used by the
+            whole-track matching.
 
     Returns:
         A plain, JSON-serialisable dict:
@@ -575,6 +639,10 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
           matched slot's centroid and the true position), averaged over ``N, O`` ignoring
           non-finite entries (e.g. empty masks or nan positions).
         * ``mean_position_error`` (float): the same averaged over all frames.
+        * ``track_rule_module_accuracy`` (float) and ``track_matching`` (``N x O``): the same
+          accuracy with balls matched to slots on their whole visible tracks
+          (:func:`match_tracks_to_slots`) instead of on the first frame; the two differ where a
+          ball starts hidden or a slot takes over a ball later.
     """
     mv = _moves_3d(moves)
     pos = _as_float(object_positions, "object_positions")
@@ -615,6 +683,9 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
     err = position_error(matched_pos, pos)  # (N, T, O)
     per_frame = _finite_mean(err.transpose(1, 0, 2).reshape(t, -1), axis=1)
     mean_err = float(_finite_mean(err.reshape(-1)))
+    track = match_tracks_to_slots(pos, slot_pos, visible)
+    track_acc, _ = rule_module_accuracy(
+        selection_confusion(mv, sel, track, num_modules, num_rules=len(MOVES)))
     return {
         "rule_module_accuracy": acc,
         "assignment": assignment,
@@ -624,4 +695,6 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
         "matching": matching.tolist(),
         "position_error": [float(v) for v in per_frame],
         "mean_position_error": mean_err,
+        "track_rule_module_accuracy": track_acc,
+        "track_matching": track.tolist(),
     }

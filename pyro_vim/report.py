@@ -58,8 +58,8 @@ __all__ = ["aggregate", "write_report", "render_markdown", "main", "TABLE_ORDER"
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Columns that lead the Markdown tables (when present); the other scalars follow, sorted.
-TABLE_ORDER = ("rule_module_accuracy", "nmi", "module_step_error_max", "position_error",
-               "recon_mse", "kl_z", "kl_r")
+TABLE_ORDER = ("rule_module_accuracy", "track_rule_module_accuracy", "nmi",
+               "module_step_error_max", "position_error", "recon_mse", "kl_z", "kl_r")
 #: Metrics drawn in ``<experiment>_scalars.png`` (when present), in this order.
 FIGURE_METRICS = ("rule_module_accuracy", "recon_mse", "kl_z", "kl_r",
                   "module_step_error_max", "position_error")

@@ -386,9 +386,11 @@ def test_identification_report_end_to_end():
     )
     assert set(report) == {
         "rule_module_accuracy", "assignment", "confusion", "module_usage", "nmi", "matching",
-        "position_error", "mean_position_error",
+        "position_error", "mean_position_error", "track_rule_module_accuracy", "track_matching",
     }
     assert report["rule_module_accuracy"] == 1.0
+    assert report["track_rule_module_accuracy"] == 1.0
+    assert report["track_matching"] == slot_of.tolist()
     assert report["assignment"] == {r: int(m) for r, m in enumerate(label)}
     assert report["matching"] == slot_of.tolist()
     conf = np.array(report["confusion"])
@@ -427,3 +429,62 @@ def test_assignment_accuracy_scores_a_fixed_labelling():
     assert assignment_accuracy(conf, {0: 0, 1: 1, 2: 2, 3: 3}) == pytest.approx(33 / 40)
     assert assignment_accuracy(conf, {"up": 1, "down": 0}) == pytest.approx(2 / 40)
     assert np.isnan(assignment_accuracy(np.zeros((4, 4)), {0: 0}))
+
+
+def test_match_tracks_to_slots_places_a_ball_hidden_on_frame_0():
+    from pyro_vim.metrics import match_tracks_to_slots
+    # two balls start on one pixel (ball 1 hidden behind ball 0), then separate; slot 2 sits on
+    # ball 0 throughout, slot 0 picks up ball 1 once it appears, slot 1 stays on frame 0's
+    # shared position and then drifts away
+    t = 5
+    balls = np.zeros((1, t, 2, 2))
+    balls[0, :, 0] = [[10, 10]] * t
+    balls[0, :, 1] = [[10, 10], [13, 10], [16, 10], [19, 10], [22, 10]]
+    slots = np.zeros((1, t, 3, 2))
+    slots[0, :, 2] = balls[0, :, 0] + 0.1
+    slots[0, :, 0] = [[25, 25], [13, 10], [16, 10], [19, 10], [22, 10]]
+    slots[0, :, 1] = [[10, 10], [10, 13], [10, 16], [10, 19], [10, 22]]
+    visible = np.ones((1, t, 2), bool)
+    visible[0, 0, 1] = False
+    first = match_objects_to_slots(balls[:, 0], slots[:, 0])
+    assert first[0].tolist() == [2, 1] or first[0].tolist() == [1, 2]   # frame 0 cannot tell
+    assert match_tracks_to_slots(balls, slots, visible)[0].tolist() == [2, 0]
+    # the hidden frame is what misleads: counted, slot 1's frame-0 distance 0 is not enough
+    # to beat slot 0, but a never-visible ball falls back to every frame
+    never = np.zeros((1, t, 2), bool)
+    assert match_tracks_to_slots(balls, slots, never)[0].tolist() == \
+        match_tracks_to_slots(balls, slots)[0].tolist()
+    # torch input, nan slots avoided
+    slots_nan = np.concatenate([slots, np.full((1, t, 1, 2), np.nan)], 2)
+    assert match_tracks_to_slots(torch.from_numpy(balls), slots_nan, visible)[0].tolist() == [2, 0]
+
+
+def test_identification_report_track_matching_scores_a_late_found_ball():
+    # ball 1 hidden on frame 0: the frame-0 matching gives it the wrong slot, whose selections
+    # are wrong; the whole-track matching gives it the slot that follows it
+    t, k, size = 6, 3, 32
+    pos = np.zeros((1, t, 2, 2))
+    pos[0, :, 0] = [[8, 8]] * t
+    pos[0, :, 1] = [[8 + 3 * i, 8] for i in range(t)]
+    moves = np.full((1, t - 1, 2), 0)
+    moves[0, :, 1] = 3                                       # ball 1 moves right, ball 0 "up"
+    slot_xy = np.zeros((1, t, k, 2))
+    slot_xy[0, :, 0] = pos[0, :, 0]
+    slot_xy[0, :, 1] = [[8, 8]] + [[28, 28]] * (t - 1)       # a spare slot on frame 0's pixel
+    slot_xy[0, :, 2] = [[28, 4]] + [list(p) for p in pos[0, 1:, 1]]
+    masks = np.zeros((1, t, k, size, size))
+    for ti in range(t):
+        for j in range(k):
+            x, y = slot_xy[0, ti, j].astype(int)
+            masks[0, ti, j, y, x] = 1.0
+    sel = np.zeros((1, t - 1, k), np.int64)
+    sel[0, :, 2] = 3                                          # slot 2 selects "right"
+    sel[0, :, 1] = 0                                          # the spare slot: "up"
+    visible = np.ones((1, t, 2), bool)
+    visible[0, 0, 1] = False
+    rep = identification_report(moves, pos, masks, sel, 4, visible=visible)
+    assert rep["track_rule_module_accuracy"] == 1.0
+    assert rep["track_matching"] == [[0, 2]]
+    assert rep["rule_module_accuracy"] == 0.5                # "right" scored on the spare slot
+    with pytest.raises(ValueError, match=r"visible must have shape \(N, T, O\)"):
+        identification_report(moves, pos, masks, sel, 4, visible=visible[:, :1])
