@@ -1,14 +1,17 @@
-"""Tracking through occlusion: a checkpoint evaluated with and without the guide's two occlusion
+"""Tracking through occlusion: a checkpoint evaluated with and without the guide's occlusion
 mechanisms (``hold_hidden``: a slot that wins almost no pixel keeps its position and colour;
-``reseed``: a duplicated slot restarts on pixels no slot explains).
+``reseed``: a duplicated slot restarts on pixels no slot explains; ``reseed_median``: so does an
+object slot that holds the frame's median colour, a second background).
 
     python benchmarks/occlusion.py CKPT --lengths 11 100 [--num-sequences 64 32] [--threads 1]
 
 The options change the guide's tracking only, so a checkpoint trained without them can be
-evaluated with them.  For every length and each of the four settings, on the held-out sequences
+evaluated with them.  For every length and each of the five settings (the four on/off
+combinations of the first two with ``reseed_median`` off, then all three on), on the held-out sequences
 of ``python -m pyro_vim.evaluate`` (data seed 3_000_000_000 + config.seed): the rule-module
 accuracy, the same without the videos whose first frame has two balls on one pixel (one hidden,
-so frame-0 matching cannot tell which slot is whose), the mean tracking error, and the share of
+so frame-0 matching cannot tell which slot is whose), the accuracy with balls matched on their
+visible tracks, the mean tracking error, and the share of
 balls whose frame-0 slot ends farther than their radius from them (lost).  One JSON line per
 (length, setting).
 """
@@ -28,7 +31,8 @@ from pyro_vim import metrics  # noqa: E402
 from pyro_vim.evaluate import _infer_all, default_seed  # noqa: E402
 from pyro_vim.models import load_model  # noqa: E402
 
-SETTINGS = ((False, False), (True, False), (False, True), (True, True))
+SETTINGS = ((False, False, False), (True, False, False), (False, True, False),
+            (True, True, False), (True, True, True))
 
 
 def score(vim, batch):
@@ -36,7 +40,8 @@ def score(vim, batch):
     c = vim.config
     inf = _infer_all(vim, batch.frames, 16)
     rep = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
-                                        inf["selections"], c.num_modules)
+                                        inf["selections"], c.num_modules,
+                                        visible=batch.masks.any(axis=(-2, -1)))
     match = np.asarray(rep["matching"])
     pos0 = batch.positions[:, 0]
     o = pos0.shape[1]
@@ -51,6 +56,7 @@ def score(vim, batch):
     radius = np.asarray(batch.attributes["size"], dtype=float)
     return {"accuracy": rep["rule_module_accuracy"], "accuracy_without_coincident": clean_acc,
             "coincident_videos": int((~clean).sum()),
+            "track_accuracy": rep["track_rule_module_accuracy"],
             "tracking_error_mean": rep["mean_position_error"],
             "lost_last_frame": float(np.nanmean(dist > radius))}
 
@@ -73,20 +79,23 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     vim = load_model(args.checkpoint).eval()
-    trained = {"hold_hidden": vim.config.hold_hidden, "reseed": vim.config.reseed}
+    names = ("hold_hidden", "reseed", "reseed_median")
+    trained = {name: getattr(vim.config, name) for name in names}
     rows = []
     try:
         for t, n in zip(args.lengths, counts):
             batch = vim.config.make_generator().generate(n, t, default_seed(vim.config))
-            for hold, reseed in SETTINGS:
+            for setting in SETTINGS:
                 start = time.time()
-                vim.config.hold_hidden, vim.config.reseed = hold, reseed
-                row = {"seq_len": t, "num_sequences": n, "hold_hidden": hold, "reseed": reseed,
+                for name, value in zip(names, setting):
+                    setattr(vim.config, name, value)
+                row = {"seq_len": t, "num_sequences": n, **dict(zip(names, setting)),
                        **score(vim, batch), "seconds": round(time.time() - start, 1)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:
-        vim.config.hold_hidden, vim.config.reseed = trained["hold_hidden"], trained["reseed"]
+        for name, value in trained.items():
+            setattr(vim.config, name, value)
     return {"checkpoint": os.path.abspath(args.checkpoint), "trained_with": trained,
             "rows": rows, "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch "
                                      f"{torch.__version__}"}

@@ -28,7 +28,7 @@ _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: Fields added after configs were first saved, with the value that reproduces those configs'
 #: models (a checkpoint restores exactly what was trained).  A dict without the key gets it.
 _BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample", "reseed": False,
-                 "hold_hidden": False, "merge_every": 0}
+                 "hold_hidden": False, "merge_every": 0, "reseed_median": False}
 
 
 @dataclass
@@ -136,6 +136,8 @@ class VIMConfig:
     track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
     hold_hidden: bool = True    # a slot that wins almost no pixel keeps its position/colour
     reseed: bool = True         # a duplicated slot restarts tracking on unexplained pixels
+    reseed_median: bool = True  # ... and so does an object slot holding the frame's median
+    #                             colour (the background), which the median colour explains
     background_colour: str = "learned"  # the seeded background slot's starting colour:
     #                             "learned" (a parameter) or "median" (each frame's median colour)
     iterations: int = 1         # k of VIM-k: module selections/updates between two frames
@@ -245,7 +247,7 @@ class VIMConfig:
         if not isinstance(self.straight_through, bool):
             raise ValueError(f"VIMConfig.straight_through must be a bool, got "
                              f"{self.straight_through!r}")
-        for name in ("reseed", "hold_hidden"):
+        for name in ("reseed", "hold_hidden", "reseed_median"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"VIMConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.test_choices not in ("hard", "relaxed"):

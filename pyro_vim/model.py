@@ -234,13 +234,15 @@ class VIM(PyroModule):
         Occlusion: with ``config.hold_hidden`` a slot that wins almost no pixel keeps its
         position and colour (:meth:`SlotAttention.step`), so it waits for its hidden object
         instead of drifting onto another; with ``config.reseed`` a slot that duplicates another
-        (within a pixel, same colour) starts the step on the pixels no slot explains, if there
-        are any (:meth:`SlotAttention.reseed`), so an object hidden on the context frame, or
-        whose slot was lost, is picked up when it reappears."""
+        (within a pixel, same colour), or with ``config.reseed_median`` one that holds the
+        frame's median colour (a second background), starts the step on the pixels no slot
+        explains, if there are any (:meth:`SlotAttention.reseed`), so an object hidden on the
+        context frame, or whose slot was lost, is picked up when it reappears."""
         pixels, pos = self.pixels(frame), h.pos
         if self.config.reseed:
             pixel = 2.0 / (self.config.image_size - 1)
-            pos, colour, _ = self.slot_attention.reseed(pixels, self.grid, pos, colour, pixel)
+            pos, colour, _ = self.slot_attention.reseed(pixels, self.grid, pos, colour, pixel,
+                                                        median=self.config.reseed_median)
         return self.slot_attention(features, pixels, self.grid, pos=pos, feat=h.feat,
                                    colour=colour, iters=iters or self.config.track_iters,
                                    hold=self.config.hold_hidden)

@@ -217,14 +217,18 @@ def test_occlusion_smoke(tmp_path):
     path = tmp_path / "m.pt"
     VIM(tiny_config()).save(str(path))
     result = load("occlusion").main([str(path), "--lengths", "3", "4", "--num-sequences", "2"])
-    settings = [(r["seq_len"], r["hold_hidden"], r["reseed"]) for r in result["rows"]]
-    assert settings == [(t, h, s) for t in (3, 4) for h, s in
-                        ((False, False), (True, False), (False, True), (True, True))]
+    settings = [(r["seq_len"], r["hold_hidden"], r["reseed"], r["reseed_median"])
+                for r in result["rows"]]
+    assert settings == [(t, *s) for t in (3, 4) for s in
+                        ((False, False, False), (True, False, False), (False, True, False),
+                         (True, True, False), (True, True, True))]
     assert all(0 <= r["accuracy"] <= 1 and 0 <= r["lost_last_frame"] <= 1
+               and 0 <= r["track_accuracy"] <= 1
                and r["tracking_error_mean"] >= 0 for r in result["rows"])
     # the checkpoint itself is untouched
-    assert result["trained_with"] == {"hold_hidden": True, "reseed": True}
-    assert load_model(str(path)).config.reseed is True
+    assert result["trained_with"] == {"hold_hidden": True, "reseed": True,
+                                      "reseed_median": True}
+    assert load_model(str(path)).config.reseed_median is True
 
 
 def test_ood_perception_smoke(tmp_path):

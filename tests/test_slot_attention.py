@@ -147,6 +147,33 @@ def test_a_slot_on_the_background_colour_is_a_duplicate_of_the_background_slot()
     assert torch.allclose(new_colour[0, 2], torch.tensor([0.0, 1.0, 0.0]))
 
 
+def test_reseed_median_frees_a_second_background_slot_for_an_object_that_appears():
+    # the measured failure: the background slot's learned colour (-0.35 grey) is not the
+    # frame's black, and object slot 3 holds black (a second background, far from any object)
+    # while the green blob has no slot; the slot-0 colour test misses it, the median test not
+    pixels, grid = _two_blobs()
+    sa = SlotAttention(num_slots=4, in_dim=8, slot_dim=8, init="seeded")
+    pos = torch.stack([torch.zeros(2), _at(grid, 3, 3), _at(grid, 7, 7), _at(grid, 8, 2)])[None]
+    colour = torch.tensor([[[-0.35] * 3, [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    pixel = 2.0 / 15
+    # slot 2 duplicates nothing (4 px from slot 1) and slot 3 is not slot 0's colour
+    _, _, moved = sa.reseed(pixels, grid, pos, colour, pixel)
+    assert not moved.any()
+    new_pos, new_colour, moved = sa.reseed(pixels, grid, pos, colour, pixel, median=True)
+    assert moved.tolist() == [[False, False, False, True]]
+    row, col = ((new_pos[0, 3] + 1) / 2 * 15).round().flip(-1).tolist()
+    assert 10 <= row <= 12 and 10 <= col <= 12
+    assert torch.allclose(new_colour[0, 3], torch.tensor([0.0, 1.0, 0.0]))
+    # with every object explained, the black slot stays: the median colour explains the
+    # background pixels, which would otherwise count as unexplained against slot 0's grey
+    colour2 = colour.clone()
+    colour2[0, 2] = torch.tensor([0.0, 1.0, 0.0])
+    pos2 = pos.clone()
+    pos2[0, 2] = _at(grid, 11, 11)
+    same_pos, _, moved = sa.reseed(pixels, grid, pos2, colour2, pixel, median=True)
+    assert not moved.any() and torch.equal(same_pos, pos2)
+
+
 def test_hold_keeps_a_slot_that_wins_no_pixel_where_it_was():
     pixels, grid = _two_blobs()
     torch.manual_seed(0)
@@ -167,14 +194,15 @@ def test_hold_keeps_a_slot_that_wins_no_pixel_where_it_was():
 
 
 def test_occlusion_options_are_config_fields_and_old_checkpoints_restore_without_them():
-    assert VIMConfig().reseed and VIMConfig().hold_hidden
-    for name in ("reseed", "hold_hidden"):
+    assert VIMConfig().reseed and VIMConfig().hold_hidden and VIMConfig().reseed_median
+    for name in ("reseed", "hold_hidden", "reseed_median"):
         with pytest.raises(ValueError, match=name):
             VIMConfig(**{name: "yes"})
     old = VIMConfig().to_dict()
-    del old["reseed"], old["hold_hidden"]
+    del old["reseed"], old["hold_hidden"], old["reseed_median"]
     restored = VIMConfig.from_dict(old)
     assert restored.reseed is False and restored.hold_hidden is False
+    assert restored.reseed_median is False
 
 
 def test_reseed_keeps_the_gradient_of_the_slots_it_does_not_move():

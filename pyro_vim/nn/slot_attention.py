@@ -157,13 +157,16 @@ class SlotAttention(nn.Module):
         return torch.cdist(a, b).pow(2) / (2 * torch.exp(2 * self.log_colour_sigma))
 
     @torch.no_grad()
-    def redundant(self, pos: torch.Tensor, colour: torch.Tensor, radius: float) -> torch.Tensor:
+    def redundant(self, pos: torch.Tensor, colour: torch.Tensor, radius: float,
+                  background: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, K) bool: object slots that duplicate another slot.
 
         Slot k duplicates slot j < k when both are object slots within ``radius`` of each other
         and their colours lie within :data:`RESEED_APPEARANCE` of each other in units of the
         appearance term; an object slot whose colour is the background slot's (slot 0 of the
-        seeded initialisation) duplicates the background.  Such a slot explains nothing its
+        seeded initialisation) duplicates the background, and so does one whose colour is
+        ``background`` (N, 3), when given (the frame's median colour: the background slot's
+        learned starting colour may differ from the frame's).  Such a slot explains nothing its
         partner does not."""
         k = pos.shape[1]
         same_colour = self.appearance(colour, colour) < RESEED_APPEARANCE
@@ -174,11 +177,14 @@ class SlotAttention(nn.Module):
         dup = (same_colour & near & earlier.T.unsqueeze(0)).any(1)           # (N, K): over j
         if first:
             dup = dup | same_colour[:, 0]
+            if background is not None:
+                dup = dup | (self.appearance(colour, background.unsqueeze(1))[..., 0]
+                             < RESEED_APPEARANCE)
         dup[:, :first] = False
         return dup
 
     def reseed(self, pixels: torch.Tensor, grid: torch.Tensor, pos: torch.Tensor,
-               colour: torch.Tensor, radius: float):
+               colour: torch.Tensor, radius: float, median: bool = False):
         """Restart duplicated object slots on pixels that no slot's colour explains.
 
         Tracking follows each slot's colour from frame to frame, so an object that was hidden
@@ -189,18 +195,25 @@ class SlotAttention(nn.Module):
         remaining slots' colours (as in the farthest-point seeding), provided that pixel is
         farther than :data:`RESEED_APPEARANCE` (in units of the appearance term, so relative
         to the learned colour bandwidth) from every slot's colour.  Otherwise it stays.
+        With ``median``, an object slot holding the frame's median colour (the background's,
+        where objects cover less than half of the frame) is redundant too, and the median
+        colour counts as explaining the pixels it matches, so such a slot moves only when an
+        object's pixels are unexplained (e.g. one hidden on the context frame has appeared).
 
         The choice is made without gradient; a moved slot starts from a constant (the pixel's
         position and colour), every other slot from its own ``pos`` and ``colour`` tensors, so
         their gradients are untouched.  Returns the start (pos, colour) of the tracking step and
         the (N, K) mask of moved slots."""
         with torch.no_grad():
-            dup = self.redundant(pos, colour, radius)
+            bg = pixels.median(dim=1).values if median else None             # (N, 3)
+            dup = self.redundant(pos, colour, radius, background=bg)
             moved = torch.zeros_like(dup)
             if not bool(dup.any()):
                 return pos, colour, moved
             cost = self.appearance(colour, pixels)                             # (N, K, HW)
             cost = cost.masked_fill(dup.unsqueeze(-1), float("inf")).min(1).values  # (N, HW)
+            if bg is not None:
+                cost = torch.minimum(cost, self.appearance(bg.unsqueeze(1), pixels)[:, 0])
             rows = torch.arange(pixels.shape[0], device=pixels.device)
             target_pos, target_colour = pos.detach().clone(), colour.detach().clone()
             for k in range(pos.shape[1]):
