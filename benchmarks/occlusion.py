@@ -9,11 +9,10 @@ The options change the guide's tracking only, so a checkpoint trained without th
 evaluated with them.  For every length and each of the five settings (the four on/off
 combinations of the first two with ``reseed_median`` off, then all three on), on the held-out
 sequences of ``python -m pyro_vim.evaluate`` (data seed 3_000_000_000 + config.seed): the
-rule-module accuracy, the same without the videos whose first frame has two balls on one pixel (one hidden,
-so frame-0 matching cannot tell which slot is whose), the accuracy with balls matched on their
-visible tracks, the mean tracking error, and the share of
-balls whose frame-0 slot ends farther than their radius from them (lost).  One JSON line per
-(length, setting).
+rule-module accuracy, the same without the videos whose first frame has two balls on one pixel
+(one hidden, so frame-0 matching cannot tell which slot is whose), the accuracy with balls
+matched on their visible tracks, the mean tracking error, and the share of balls whose frame-0
+slot ends farther than their radius from them (lost).  One JSON line per (length, setting).
 """
 import argparse
 import json
