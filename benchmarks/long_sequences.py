@@ -45,7 +45,7 @@ def main(argv=None):
         inf = _infer_all(vim, batch.frames, 64)
         report = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
                                                inf["selections"], vim.config.num_modules,
-                                               visible=batch.masks.any(axis=(-2, -1)))
+                                               visible=batch.visible)
         errors = np.asarray(report["position_error"], dtype=float)
         # per ball, last frame: the slot matched on frame 0 vs the ball
         slot_pos = metrics.mask_centroids(inf["masks"][:, -1:])[:, 0]       # (N, K, 2)

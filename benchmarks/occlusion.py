@@ -40,7 +40,7 @@ def score(vim, batch):
     inf = _infer_all(vim, batch.frames, 16)
     rep = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
                                         inf["selections"], c.num_modules,
-                                        visible=batch.masks.any(axis=(-2, -1)))
+                                        visible=batch.visible)
     match = np.asarray(rep["matching"])
     pos0 = batch.positions[:, 0]
     o = pos0.shape[1]

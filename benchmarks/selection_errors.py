@@ -36,7 +36,7 @@ def main(argv=None):
     inf = _infer_all(vim, batch.frames, 64)
     rep = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
                                         inf["selections"], c.num_modules,
-                                        visible=batch.masks.any(axis=(-2, -1)))
+                                        visible=batch.visible)
     assign = {(metrics.MOVES.index(r) if isinstance(r, str) else int(r)): int(m)
               for r, m in rep["assignment"].items()}
     match = np.asarray(rep["matching"])                                   # (N, O)

@@ -60,7 +60,7 @@ def identification(vim, batch: VideoBatch, chunk: int = 64) -> Dict:
     inf = _infer_all(vim, batch.frames, chunk)
     report = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
                                            inf["selections"], vim.config.num_modules,
-                                           visible=batch.masks.any(axis=(-2, -1)))
+                                           visible=batch.visible)
     report["module_translation_px"] = _matched_translations(
         vim, inf["slots"], np.asarray(report["matching"]))
     return report
@@ -283,7 +283,7 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
     if batch.moves.shape[-1] == 1:
         ident = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
                                               inf["selections"], c.num_modules,
-                                              visible=batch.masks.any(axis=(-2, -1)))
+                                              visible=batch.visible)
         report.update(
             rule_module_accuracy=ident["rule_module_accuracy"],
             track_rule_module_accuracy=ident["track_rule_module_accuracy"],

@@ -621,7 +621,7 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
         selections: ``(N, T-1, K)`` int module selected by each slot at each transition.
         num_modules: number of modules ``M``.
         visible: optional ``(N, T, O)`` bool, True where an object has visible pixels (e.g.
-            ``masks.any((-2, -1))`` of a :class:`~pyro_vim.data.VideoBatch`), used by the
+            ``visible`` of a :class:`~pyro_vim.data.VideoBatch`), used by the
             whole-track matching.
 
     Returns:

@@ -480,3 +480,11 @@ def _kwargs(gen):
 def test_bad_backgrounds_are_named(background, match):
     with pytest.raises(ValueError, match=match):
         RandomWalk(background=background)
+
+
+def test_video_batch_visible_is_whether_an_object_has_pixels():
+    from pyro_vim.data import RandomWalk
+    batch = RandomWalk().generate(3, 4, seed=5)
+    vis = batch.visible
+    assert vis.shape == (3, 4, batch.num_objects) and vis.dtype == bool
+    np.testing.assert_array_equal(vis, batch.masks.sum(axis=(-2, -1)) > 0)

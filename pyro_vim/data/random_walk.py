@@ -338,6 +338,11 @@ class VideoBatch:
         return self.frames.shape[-1]
 
     @property
+    def visible(self) -> np.ndarray:
+        """``(N, T, O)`` bool: whether each object has visible pixels on each frame."""
+        return self.masks.any(axis=(-2, -1))
+
+    @property
     def max_moves(self) -> int:
         """Number of move slots ``S`` per transition (1 for the Random Walk)."""
         return self.moves.shape[-1]
