@@ -25,6 +25,12 @@ from random starts).  A lower value is a higher ELBO.  Since D is a function of 
 I(A; D) + H(B) >= I(A; D) + I(B; D | A) = I(A, B; D) = H(D): no exact set can cost less than the
 entropy of the displacements, and a set that reaches H(D) is as good as any other.  With a
 uniform prior instead, every exact set costs k log M, which favours the smaller set.
+
+With ``--iteration-prior start`` the k choices of a transition share one prior, p(r | h_{t-1})
+(``VIMConfig.iteration_prior="start"``): the best one is the average of the iterations'
+marginals.  The data's own moves are i.i.d. given the position, so the atomic set still reaches
+H(D); the diagonal set's two iterations have different marginals (the identity is mostly the
+second choice) and it cannot.
 """
 import argparse
 import itertools
@@ -63,12 +69,18 @@ def plans(modules: dict, data: dict, k: int):
     return out
 
 
-def kl_cost(weights, plan_lists, probs, num_modules: int, k: int) -> torch.Tensor:
+def kl_cost(weights, plan_lists, probs, num_modules: int, k: int,
+            shared: bool = False) -> torch.Tensor:
     """Expected module-choice KL per ball and frame, nats, of a guide that draws plan p for
     displacement d with probability weights[d][p], against the best position-only prior
     (each iteration's marginal).  The guide's choice at iteration i is a distribution over
-    modules given d and the modules chosen before; its KL to the prior's marginal is summed."""
+    modules given d and the modules chosen before; its KL to the prior's marginal is summed.
+
+    ``shared``: one prior for all k iterations (``VIMConfig.iteration_prior="start"``: every
+    choice drawn from p(r | h_{t-1})); the best such prior is the average of the iterations'
+    marginals, and each iteration pays its cross-entropy to it."""
     total = torch.zeros((), dtype=torch.float64)
+    marginals = []
     for i in range(k):
         # marginal of the i-th choice, and the conditional entropy of it given (d, earlier choices)
         marginal = torch.zeros(num_modules, dtype=torch.float64)
@@ -86,7 +98,11 @@ def kl_cost(weights, plan_lists, probs, num_modules: int, k: int) -> torch.Tenso
                     cond * torch.log(cond.clamp_min(1e-300))).sum()
                 marginal = marginal + probs[d] * g
         h_marginal = -(marginal * torch.log(marginal.clamp_min(1e-300))).sum()
-        total = total + h_marginal - cond_entropy
+        total = total + (0.0 if shared else h_marginal) - cond_entropy
+        marginals.append(marginal)
+    if shared:
+        mean = torch.stack(marginals).mean(0)
+        total = total - k * (mean * torch.log(mean.clamp_min(1e-300))).sum()
     return total
 
 
@@ -115,7 +131,8 @@ def planner_weights(modules: dict, plan_lists: dict, k: int) -> dict:
     return out
 
 
-def best_cost(modules: dict, moves: int, k: int, restarts: int, seed: int = 0):
+def best_cost(modules: dict, moves: int, k: int, restarts: int, seed: int = 0,
+              shared: bool = False):
     data = displacements(moves)
     plan_lists = plans(modules, data, k)
     if plan_lists is None:
@@ -130,7 +147,7 @@ def best_cost(modules: dict, moves: int, k: int, restarts: int, seed: int = 0):
         for pick in itertools.product(*choices):
             w = {d: torch.nn.functional.one_hot(torch.tensor(j), len(plan_lists[d])).double()
                  for d, j in zip(plan_lists, pick)}
-            c = float(kl_cost(w, plan_lists, data, m, k))
+            c = float(kl_cost(w, plan_lists, data, m, k, shared))
             if c < best - 1e-12:
                 best, best_policy = c, {d: plan_lists[d][j] for d, j in zip(plan_lists, pick)}
     deterministic = best if count <= 200_000 else None
@@ -142,14 +159,15 @@ def best_cost(modules: dict, moves: int, k: int, restarts: int, seed: int = 0):
         opt = torch.optim.Adam(list(logits.values()), lr=0.1)
         for _ in range(300):
             w = {d: torch.softmax(v, 0) for d, v in logits.items()}
-            loss = kl_cost(w, plan_lists, data, m, k)
+            loss = kl_cost(w, plan_lists, data, m, k, shared)
             opt.zero_grad()
             loss.backward()
             opt.step()
         c = float(loss.detach())
         if c < best - 1e-9:
             best, best_policy = c, "stochastic"
-    planner = float(kl_cost(planner_weights(modules, plan_lists, k), plan_lists, data, m, k))
+    planner = float(kl_cost(planner_weights(modules, plan_lists, k), plan_lists, data, m, k,
+                            shared))
     entropy = -sum(q * math.log(q) for q in data.values())
     return {"kl_nats": min(best, planner), "deterministic_nats": deterministic,
             "planner_nats": planner, "displacement_entropy_nats": entropy,
@@ -163,6 +181,9 @@ def main(argv=None):
     p.add_argument("--moves", type=int, default=2, help="atomic moves per frame in the data")
     p.add_argument("--iterations", type=int, default=None, help="k (default: --moves)")
     p.add_argument("--restarts", type=int, default=5)
+    p.add_argument("--iteration-prior", choices=("current", "start"), default="current",
+                   help="'current': a prior per iteration (its marginal); 'start': one prior "
+                        "for all k choices of a transition (VIMConfig.iteration_prior)")
     p.add_argument("--out", default=None, help="write the results as JSON")
     args = p.parse_args(argv)
     if args.moves < 1 or args.restarts < 0:
@@ -170,7 +191,8 @@ def main(argv=None):
     k = args.iterations or args.moves
     results = {}
     for name, modules in SETS.items():
-        r = best_cost(modules, args.moves, k, args.restarts)
+        r = best_cost(modules, args.moves, k, args.restarts,
+                      shared=args.iteration_prior == "start")
         results[name] = r
         if r is None:
             print(f"{name:9s} cannot explain {args.moves}-move compositions in {k} iterations")

@@ -28,7 +28,8 @@ _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: Fields added after configs were first saved, with the value that reproduces those configs'
 #: models (a checkpoint restores exactly what was trained).  A dict without the key gets it.
 _BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample", "reseed": False,
-                 "hold_hidden": False, "merge_every": 0, "reseed_median": False}
+                 "hold_hidden": False, "merge_every": 0, "reseed_median": False,
+                 "iteration_prior": "current"}
 
 
 @dataclass
@@ -141,6 +142,9 @@ class VIMConfig:
     background_colour: str = "learned"  # the seeded background slot's starting colour:
     #                             "learned" (a parameter) or "median" (each frame's median colour)
     iterations: int = 1         # k of VIM-k: module selections/updates between two frames
+    iteration_prior: str = "start"  # VIM-k's selection prior: "start" (every iteration's
+    #                             p(r | h_{t-1}): the k choices i.i.d. given h_{t-1}) or
+    #                             "current" (iteration i's p(r | the state after iteration i-1))
     module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
     # -- probabilistic model -----------------------------------------------------------------
     temperature: float = 1.0    # relaxed one-hot temperature (A.1: fixed at 1)
@@ -250,6 +254,9 @@ class VIMConfig:
         for name in ("reseed", "hold_hidden", "reseed_median"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"VIMConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.iteration_prior not in ("current", "start"):
+            raise ValueError(f"VIMConfig.iteration_prior must be 'current' or 'start', got "
+                             f"{self.iteration_prior!r}")
         if self.test_choices not in ("hard", "relaxed"):
             raise ValueError(f"VIMConfig.test_choices must be 'hard' or 'relaxed', got "
                              f"{self.test_choices!r}")

@@ -10,6 +10,12 @@ Sites (the paper's symbols), under the plates ``videos`` (dim -2) and ``slots`` 
              scaled by ``poutine.scale(z_kl_weight)`` for annealing (Sec. 3.3's tension).
 * ``x``      SpatialGaussianMixture, observed: all frames, decoded in one batched call.
 
+A VIM-k (``config.iterations`` k > 1) has sites ``r_{t}_{i}``, ``z_{t}_{i}`` for its k
+iterations between two frames.  With ``config.iteration_prior = "start"`` (the default) the prior
+of every iteration's choice is p(r | h_{t-1}), so the k choices are i.i.d. given the state before
+the transition, as the compositional data's moves are; ``"current"`` scores each iteration's
+candidates from the state the previous one produced.
+
 The slot state is h = (pos, feat): an explicit 2-D position (normalised image coordinates) and
 appearance features.  h_t = (pos_{t-1} + sum_m r_m dpos_m + z^pos,
 LayerNorm(feat_{t-1} + sum_m r_m dfeat_m + z^feat)), the paper's
@@ -339,12 +345,23 @@ class VIM(PyroModule):
         return bool(self.config.straight_through
                     or (not self.training and self.config.test_choices == "hard"))
 
-    def prior_step(self, t: int, h: SlotState, i: Optional[int] = None) -> Step:
-        """p(r_t | h_{t-1}) by the selection prior, p(z_t | h_{t-1}, r_t) = N(MLP(f(h, r)))."""
-        return self.transition_step(
-            t, h, lambda cand_pos, cand_feat: self.prior.logits(h.pos, h.feat, cand_pos,
-                                                                cand_feat),
-            self.latent_update_prior, i)
+    def prior_step(self, t: int, h: SlotState, i: Optional[int] = None,
+                   start_logits: Optional[torch.Tensor] = None) -> Step:
+        """p(r_t | h_{t-1}) by the selection prior, p(z_t | h_{t-1}, r_t) = N(MLP(f(h, r))).
+
+        ``start_logits``: the selection prior's logits to use instead of scoring ``h``'s
+        candidates (a VIM-k transition with ``iteration_prior="start"``: every iteration's choice
+        is drawn from the prior of the transition's first state, :meth:`prior_logits`)."""
+        def select(cand_pos, cand_feat):
+            if start_logits is not None:
+                return start_logits
+            return self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
+        return self.transition_step(t, h, select, self.latent_update_prior, i)
+
+    def prior_logits(self, h: SlotState) -> torch.Tensor:
+        """(N, K, M) logits of the selection prior p(r | h) on ``h``'s own candidates."""
+        cand_pos, cand_feat = self.candidates(h)
+        return self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
 
     def guide_step(self, t: int, h: SlotState, obs, i: Optional[int] = None,
                    final: bool = True, stay: bool = False) -> Step:
@@ -455,9 +472,17 @@ class VIM(PyroModule):
         with videos, slots:
             h, _ = self.discovery(frames)
             states = [h]
+            k = self.config.iterations
             for t in pyro.markov(range(1, t_len + horizon)):
-                for i in self.iterate(self.config.iterations):
-                    h = self.prior_step(t, h, i).h
+                # iteration_prior="start": the k choices are i.i.d. given h_{t-1}.  With a prior
+                # that reads the state after each iteration, VIM-2 on 2-move compositions
+                # settled on diagonal modules plus an identity in 2 of 5 seeds: that prior can
+                # learn the diagonal set's order (identity second) and so pays no more KL for it
+                # than for the atomic set; a shared prior cannot (BENCHMARKS.md, Fig. 6)
+                start = (self.prior_logits(h) if k > 1 and self.config.iteration_prior == "start"
+                         else None)
+                for i in self.iterate(k):
+                    h = self.prior_step(t, h, i, start).h
                 states.append(h)              # only the state after the last iteration
 
         likelihood = self.likelihood(states)

@@ -74,3 +74,6 @@ def test_vim2_compositions_trains_with_the_hard_choice():
     c = e.config(variant, 0)
     assert c.straight_through and c.iterations == 2 and c.num_modules == 5
     assert not e.config(variant, 0, ["straight_through=false"]).straight_through
+    # both choices of a transition from p(r | h_{t-1}); a prior per iteration is an override
+    assert c.iteration_prior == "start"
+    assert e.config(variant, 0, ["iteration_prior=current"]).iteration_prior == "current"

@@ -107,3 +107,28 @@ def test_using_iterations_is_temporary():
         assert "r_1" in names and "r_1_1" not in names
     assert vim.config.iterations == 2
     assert "r_1_2" in poutine.trace(vim.guide).get_trace(frames).nodes
+
+
+@pytest.mark.parametrize("iteration_prior", ["current", "start"])
+def test_iteration_prior_scores_the_transitions_first_state_or_the_current_one(iteration_prior):
+    vim = VIM(tiny_config(iterations=2, iteration_prior=iteration_prior))
+    frames = torch.from_numpy(RandomWalk(image_size=16).generate(2, 3, 0).frames)
+    guide_trace = poutine.trace(vim.guide).get_trace(frames)
+    model_trace = poutine.trace(poutine.replay(vim.model, trace=guide_trace)).get_trace(frames)
+    for t in (1, 2):
+        first, second = (model_trace.nodes[f"r_{t}_{i}"]["fn"].logits for i in (1, 2))
+        # "start": both choices drawn from p(r | h_{t-1}); "current": the second from the
+        # state the first module (and its update) produced
+        assert torch.equal(first, second) == (iteration_prior == "start")
+    loss = Trace_ELBO()(vim.model, vim.guide)(frames)
+    loss.backward()
+    assert all(p.grad is not None for p in vim.prior.parameters())
+
+
+def test_iteration_prior_must_be_named_and_old_configs_keep_theirs():
+    with pytest.raises(ValueError, match="iteration_prior"):
+        tiny_config(iteration_prior="previous")
+    assert tiny_config().iteration_prior == "start"
+    old = tiny_config(iterations=2).to_dict()
+    del old["iteration_prior"]                     # a config saved before the field existed
+    assert type(tiny_config()).from_dict(old).iteration_prior == "current"
