@@ -22,14 +22,18 @@ For each group (experiment, variant) the numbers of ``metrics`` and ``before_lea
 aggregated over seeds (``None`` and non-finite values skipped): scalars as mean, sample standard
 deviation (``ddof=1``; 0.0 for a single value), count and values; dicts of numbers per entry
 (``"module_step_error.up"``); lists (and lists of lists) of numbers element by element; ``rules``
-is kept from the first run.  ``steps`` and ``train_seconds`` are aggregated the same way.
+is kept from the first run.  A module's index is arbitrary (seed 0's "up" module may be seed 1's
+module 3), so before averaging, each run's per-module numbers (``confusion`` columns,
+``module_usage``, ``module_translation_px``) are put in the order of its best one-to-one
+rule -> module assignment (the one ``rule_module_accuracy`` scores): column r is the module
+assigned to rule r, then the unassigned modules, most used first.  ``steps`` and ``train_seconds`` are aggregated the same way.
 
 Written into ``OUT`` (default ``DIR``), each file atomically and only once everything has been
 computed: ``report.json`` (strict JSON, NaN written as ``null``), ``report.md`` (one section per
 experiment: a ``mean ± std`` table with one row per variant, a "before learning" table and the
 incomplete runs), ``<experiment>_scalars.png`` (the headline metrics against the variants) and,
 when the runs hold a ``confusion`` matrix, ``<experiment>_usage.png`` (per variant the mean
-rule x module confusion, normalised per row).  The command prints the Markdown and the paths
+rule x module confusion, modules aligned to rules per run, normalised per row).  The command prints the Markdown and the paths
 written.  A missing ``DIR``, one that is not a folder or holds no ``metrics.json``, or a
 ``metrics.json`` that is not valid JSON prints ``error: ...`` on stderr and exits with status 2,
 writing nothing.
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import math
 import os
@@ -261,6 +266,56 @@ def _flatten(value: Any, name: str, scalars: Dict[str, Optional[float]],
     # strings, booleans, empty or mixed lists: ignored
 
 
+#: Per-module entries of a metrics block, reordered with its confusion's columns.
+_PER_MODULE = ("module_usage", "module_translation_px")
+#: Above this many modules the assignment is not searched exhaustively (runs are left as saved).
+_MAX_ALIGNED_MODULES = 10
+
+
+def _module_order(conf: np.ndarray) -> Optional[List[int]]:
+    """Column order of a (rules x modules) confusion: the modules of the best one-to-one
+    rule -> module assignment (most matched choices) in rule order, then the others by
+    decreasing use.  ``None`` if the matrix is not a usable confusion."""
+    if conf.ndim != 2 or not conf.size or not np.isfinite(conf).all():
+        return None
+    rules, modules = conf.shape
+    if modules > _MAX_ALIGNED_MODULES:
+        return None
+    best, best_pairs = -math.inf, []
+    if modules >= rules:
+        for perm in itertools.permutations(range(modules), rules):
+            score = sum(conf[r, m] for r, m in enumerate(perm))
+            if score > best + 1e-12:
+                best, best_pairs = score, list(enumerate(perm))
+    else:
+        for perm in itertools.permutations(range(rules), modules):
+            score = sum(conf[r, m] for m, r in enumerate(perm))
+            if score > best + 1e-12:
+                best, best_pairs = score, sorted((r, m) for m, r in enumerate(perm))
+    assigned = [m for _, m in sorted(best_pairs)]
+    rest = sorted((m for m in range(modules) if m not in assigned),
+                  key=lambda m: (-conf[:, m].sum(), m))
+    return assigned + rest
+
+
+def _align_modules(block: Dict[str, Any]) -> Dict[str, Any]:
+    """``block`` with its per-module numbers in the order of :func:`_module_order`."""
+    try:
+        conf = np.array(block.get("confusion"), dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return block
+    order = _module_order(conf)
+    if order is None or order == list(range(len(order))):
+        return block
+    out = dict(block)
+    out["confusion"] = conf[:, order].tolist()
+    for key in _PER_MODULE:
+        value = block.get(key)
+        if isinstance(value, list) and len(value) == len(order):
+            out[key] = [value[m] for m in order]
+    return out
+
+
 def _aggregate_section(blocks: List[Any]) -> Dict[str, Any]:
     """Aggregate one section (``metrics`` or ``before_learning``) over the runs' blocks."""
     scalars: Dict[str, List[float]] = {}
@@ -271,7 +326,7 @@ def _aggregate_section(blocks: List[Any]) -> Dict[str, Any]:
             continue
         run_scalars: Dict[str, Optional[float]] = {}
         run_arrays: Dict[str, np.ndarray] = {}
-        for key, value in block.items():
+        for key, value in _align_modules(block).items():
             if key == "rules":
                 if rules is None and isinstance(value, list):
                     rules = list(value)
@@ -612,7 +667,7 @@ def _usage_png(experiment: str, groups: Dict[str, Dict[str, Any]]) -> Optional[b
     max_r = max(f.shape[0] for _, f, _ in items)
     cell_w = max(3.0, 0.45 * max_m + 1.6)
     cell_h = max(2.6, 0.4 * max_r + 1.4)
-    fig = _new_figure(ncols * cell_w + 0.8, nrows * cell_h + 0.6)
+    fig = _new_figure(ncols * cell_w + 0.8, nrows * cell_h + 0.85)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     image = None
     for ax, (variant, frac, rules) in zip(axes.flat, items):
@@ -632,11 +687,12 @@ def _usage_png(experiment: str, groups: Dict[str, Dict[str, Any]]) -> Optional[b
         ax.set_title(_variant_label(variant), fontsize=9)
     for ax in list(axes.flat)[len(items):]:
         ax.axis("off")
-    total_h = nrows * cell_h + 0.6
-    fig.suptitle(f"{experiment}: P(module | rule), mean confusion over seeds", fontsize=10)
+    total_h = nrows * cell_h + 0.85
+    fig.suptitle(f"{experiment}: P(module | rule), mean over seeds\n"
+                 f"module r: the one assigned to rule r in each run", fontsize=9)
     fig.subplots_adjust(left=0.9 / (ncols * cell_w + 0.8), right=0.88,
-                        top=1 - 0.6 / total_h, bottom=0.6 / total_h, wspace=0.45, hspace=0.6)
-    cax = fig.add_axes([0.91, 0.6 / total_h, 0.015, 1 - 1.2 / total_h])
+                        top=1 - 0.85 / total_h, bottom=0.6 / total_h, wspace=0.45, hspace=0.6)
+    cax = fig.add_axes([0.91, 0.6 / total_h, 0.015, 1 - 1.45 / total_h])
     fig.colorbar(image, cax=cax)
     cax.tick_params(labelsize=7)
     return _png(fig)

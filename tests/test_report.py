@@ -242,3 +242,29 @@ def test_cli_prints_markdown_and_paths(sweep, tmp_path, capsys):
     assert math.isclose(
         data["experiments"]["module_count"]["num_modules=2"]["metrics"]["rule_module_accuracy"]
         ["mean"], 0.95)
+
+
+def test_modules_are_aligned_to_rules_before_averaging(tmp_path):
+    """Module indices are arbitrary per seed: the aggregate puts each run's modules in the order
+    of its rule -> module assignment before averaging (confusion, usage, translations)."""
+    base = np.diag([10.0, 8.0, 9.0, 7.0])
+    base = np.concatenate([base, np.zeros((4, 1))], 1)           # a spare fifth module
+    base[0, 4] = 1.0
+    moves = [[0.0, -3.0], [0.0, 3.0], [-3.0, 0.0], [3.0, 0.0], [0.0, 0.0]]
+    usage = list(base.sum(0) / base.sum())
+    root = tmp_path / "sweep"
+    for seed, perm in enumerate([[0, 1, 2, 3, 4], [3, 4, 0, 2, 1]]):
+        inverse = np.argsort(perm)                                # module j of this run = perm[j]
+        write_run(root / "vim2" / f"seed={seed}", "vim2", "", seed, 1.0, modules=5,
+                  confusion=base[:, inverse].tolist(),
+                  module_usage=[usage[i] for i in inverse],
+                  module_translation_px=[moves[i] for i in inverse])
+    metrics = report.aggregate(root)["experiments"]["vim2"][""]["metrics"]
+    np.testing.assert_allclose(metrics["confusion"]["mean"], base)
+    np.testing.assert_allclose(metrics["confusion"]["std"], np.zeros_like(base))
+    np.testing.assert_allclose(metrics["module_usage"]["mean"], usage)
+    np.testing.assert_allclose(metrics["module_translation_px"]["mean"], moves)
+    # fewer modules than rules: each module goes to its best rule, in rule order
+    assert report._module_order(np.array([[0.0, 5.0], [1.0, 0.0], [4.0, 0.0], [0.0, 0.0]])) \
+        == [1, 0]
+    assert report._module_order(np.array([[np.nan, 1.0]])) is None
