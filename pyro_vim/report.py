@@ -26,15 +26,16 @@ is kept from the first run.  A module's index is arbitrary (seed 0's "up" module
 module 3), so before averaging, each run's per-module numbers (``confusion`` columns,
 ``module_usage``, ``module_translation_px``) are put in the order of its best one-to-one
 rule -> module assignment (the one ``rule_module_accuracy`` scores): column r is the module
-assigned to rule r, then the unassigned modules, most used first.  ``steps`` and ``train_seconds`` are aggregated the same way.
+assigned to rule r, then the unassigned modules, most used first.  ``steps`` and
+``train_seconds`` are aggregated the same way.
 
 Written into ``OUT`` (default ``DIR``), each file atomically and only once everything has been
 computed: ``report.json`` (strict JSON, NaN written as ``null``), ``report.md`` (one section per
 experiment: a ``mean ± std`` table with one row per variant, a "before learning" table and the
 incomplete runs), ``<experiment>_scalars.png`` (the headline metrics against the variants) and,
 when the runs hold a ``confusion`` matrix, ``<experiment>_usage.png`` (per variant the mean
-rule x module confusion, modules aligned to rules per run, normalised per row).  The command prints the Markdown and the paths
-written.  A missing ``DIR``, one that is not a folder or holds no ``metrics.json``, or a
+rule x module confusion, modules aligned to rules per run, normalised per row).  The command
+prints the Markdown and the paths written.  A missing ``DIR``, one that is not a folder or holds no ``metrics.json``, or a
 ``metrics.json`` that is not valid JSON prints ``error: ...`` on stderr and exits with status 2,
 writing nothing.
 
