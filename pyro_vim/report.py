@@ -36,8 +36,8 @@ incomplete runs), ``<experiment>_scalars.png`` (the headline metrics against the
 when the runs hold a ``confusion`` matrix, ``<experiment>_usage.png`` (per variant the mean
 rule x module confusion, modules aligned to rules per run, normalised per row).  The command
 prints the Markdown and the paths written.  A missing ``DIR``, one that is not a folder or holds
-no ``metrics.json``, or a ``metrics.json`` that is not valid JSON prints ``error: ...`` on stderr and exits with status 2,
-writing nothing.
+no ``metrics.json``, or a ``metrics.json`` that is not valid JSON prints ``error: ...`` on
+stderr and exits with status 2, writing nothing.
 
 Library use: :func:`aggregate` (the dict written to ``report.json``), :func:`write_report`
 (aggregate and write everything), :func:`render_markdown`.
