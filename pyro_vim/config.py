@@ -142,6 +142,10 @@ class VIMConfig:
     background_colour: str = "learned"  # the seeded background slot's starting colour:
     #                             "learned" (a parameter) or "median" (each frame's median colour)
     iterations: int = 1         # k of VIM-k: module selections/updates between two frames
+    plan_lookahead: bool = False  # VIM-k guide (training; infer with stay=False): score an
+    #                             iteration's candidate (all but the last) by the distance the
+    #                             best next module reaches from it (False: greedy, its own
+    #                             distance to the observation)
     iteration_prior: str = "start"  # VIM-k's selection prior: "start" (every iteration's
     #                             p(r | h_{t-1}): the k choices i.i.d. given h_{t-1}) or
     #                             "current" (iteration i's p(r | the state after iteration i-1))
@@ -251,7 +255,7 @@ class VIMConfig:
         if not isinstance(self.straight_through, bool):
             raise ValueError(f"VIMConfig.straight_through must be a bool, got "
                              f"{self.straight_through!r}")
-        for name in ("reseed", "hold_hidden", "reseed_median"):
+        for name in ("reseed", "hold_hidden", "reseed_median", "plan_lookahead"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"VIMConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.iteration_prior not in ("current", "start"):

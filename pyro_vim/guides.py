@@ -50,13 +50,16 @@ class SlotAttentionGuide(PyroModule):
         return cls(config.slot_dim, hidden=config.update_hidden, key_dim=config.keyquery_dim,
                    scale_pixels=config.selection_scale, image_size=config.image_size)
 
-    def selection_logits(self, h, cand_pos, cand_feat, obs):
-        """(N, K, M) logits of q(r_t | h_{t-1}, x_t)."""
+    def selection_logits(self, h, cand_pos, cand_feat, obs, dist2=None):
+        """(N, K, M) logits of q(r_t | h_{t-1}, x_t).  ``dist2`` (N, K, M): the squared distance
+        each candidate is scored by, instead of its own distance to the observed position (a
+        VIM-k planner that looks ahead passes the distance its best next module reaches)."""
         query = torch.cat([obs.pos, obs.feat, obs.update], -1)
         keys = torch.cat([cand_pos, cand_feat], -1)
         logits = self.kq_gain * self.keyquery(query, keys)
         if self.position_score:
-            dist2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
+            if dist2 is None:
+                dist2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
             logits = logits - 0.5 * dist2 / self.tau.pow(2)
         return logits
 

@@ -377,6 +377,12 @@ class VIM(PyroModule):
             return self.posterior.update_posterior(h, mix_pos, mix_feat, obs, final=False)
 
         def select(cand_pos, cand_feat):
+            if not stay and not final and self.config.plan_lookahead:
+                # score module m by where the best module after it gets: (N, K, M, M, 2)
+                dpos, _ = self.transition(cand_pos, cand_feat)
+                ahead = cand_pos.unsqueeze(-2) + dpos
+                dist2 = (obs.pos[..., None, None, :] - ahead).pow(2).sum(-1).amin(-1)
+                return self.posterior.selection_logits(h, cand_pos, cand_feat, obs, dist2=dist2)
             if not stay:
                 return self.posterior.selection_logits(h, cand_pos, cand_feat, obs)
             m = self.config.num_modules
