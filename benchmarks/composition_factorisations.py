@@ -31,6 +31,12 @@ With ``--iteration-prior start`` the k choices of a transition share one prior, 
 marginals.  The data's own moves are i.i.d. given the position, so the atomic set still reaches
 H(D); the diagonal set's two iterations have different marginals (the identity is mostly the
 second choice) and it cannot.
+
+The third set, ``atomic+identity``, is what VIM-2 runs that find the atomic moves actually learn:
+the spare module becomes an identity, and the planner (closest candidate to the observation at
+each iteration) then explains "no move" as the identity twice.  Its planner cost is compared with
+the diagonal set's under each prior; ``--lookahead`` scores the planner's earlier iterations by
+the best next module instead (``VIMConfig.plan_lookahead``).
 """
 import argparse
 import itertools
@@ -110,17 +116,23 @@ def kl_cost(weights, plan_lists, probs, num_modules: int, k: int,
     return total
 
 
-def planner_weights(modules: dict, plan_lists: dict, k: int) -> dict:
+def planner_weights(modules: dict, plan_lists: dict, k: int, lookahead: bool = False) -> dict:
     """The policy of VIM-k's guide in the limit of a sharp selection score: at each iteration the
-    module that brings the slot closest to the observed displacement, ties split evenly."""
+    module that brings the slot closest to the observed displacement, ties split evenly.  With
+    ``lookahead`` (``VIMConfig.plan_lookahead``) every iteration but the last scores a module by
+    the distance the best next module reaches from it."""
     vecs = list(modules.values())
     out = {}
     for d, plist in plan_lists.items():
         w = []
         for p in plist:
             prob, at = 1.0, (0, 0)
-            for i in p:
-                dist = [math.dist((at[0] + v[0], at[1] + v[1]), d) for v in vecs]
+            for step, i in enumerate(p):
+                if lookahead and step < k - 1:
+                    dist = [min(math.dist((at[0] + v[0] + u[0], at[1] + v[1] + u[1]), d)
+                                for u in vecs) for v in vecs]
+                else:
+                    dist = [math.dist((at[0] + v[0], at[1] + v[1]), d) for v in vecs]
                 best = [j for j, x in enumerate(dist) if x <= min(dist) + 1e-9]
                 if i not in best:
                     prob = 0.0
@@ -136,7 +148,7 @@ def planner_weights(modules: dict, plan_lists: dict, k: int) -> dict:
 
 
 def best_cost(modules: dict, moves: int, k: int, restarts: int, seed: int = 0,
-              shared: bool = False):
+              shared: bool = False, lookahead: bool = False):
     data = displacements(moves)
     plan_lists = plans(modules, data, k)
     if plan_lists is None:
@@ -170,8 +182,8 @@ def best_cost(modules: dict, moves: int, k: int, restarts: int, seed: int = 0,
         c = float(loss.detach())
         if c < best - 1e-9:
             best, best_policy = c, "stochastic"
-    planner = float(kl_cost(planner_weights(modules, plan_lists, k), plan_lists, data, m, k,
-                            shared))
+    planner = float(kl_cost(planner_weights(modules, plan_lists, k, lookahead), plan_lists,
+                            data, m, k, shared))
     entropy = -sum(q * math.log(q) for q in data.values())
     return {"kl_nats": min(best, planner), "deterministic_nats": deterministic,
             "planner_nats": planner, "displacement_entropy_nats": entropy,
@@ -188,6 +200,8 @@ def main(argv=None):
     p.add_argument("--iteration-prior", choices=("current", "start"), default="current",
                    help="'current': a prior per iteration (its marginal); 'start': one prior "
                         "for all k choices of a transition (VIMConfig.iteration_prior)")
+    p.add_argument("--lookahead", action="store_true",
+                   help="the planner looks one module ahead (VIMConfig.plan_lookahead)")
     p.add_argument("--out", default=None, help="write the results as JSON")
     args = p.parse_args(argv)
     if args.moves < 1 or args.restarts < 0:
@@ -196,7 +210,7 @@ def main(argv=None):
     results = {}
     for name, modules in SETS.items():
         r = best_cost(modules, args.moves, k, args.restarts,
-                      shared=args.iteration_prior == "start")
+                      shared=args.iteration_prior == "start", lookahead=args.lookahead)
         results[name] = r
         if r is None:
             print(f"{name:9s} cannot explain {args.moves}-move compositions in {k} iterations")
@@ -204,8 +218,9 @@ def main(argv=None):
             det = r["deterministic_nats"]
             print(f"{name:9s} M={r['num_modules']}: smallest module-choice KL "
                   f"{r['kl_nats']:.4f} nats per ball and frame (deterministic guide "
-                  f"{'n/a' if det is None else f'{det:.4f}'}; the planner's greedy policy, ties "
-                  f"split evenly, {r['planner_nats']:.4f}; uniform prior "
+                  f"{'n/a' if det is None else f'{det:.4f}'}; the planner's policy"
+                  f"{' (one module ahead)' if args.lookahead else ' (greedy)'}, ties split "
+                  f"evenly, {r['planner_nats']:.4f}; uniform prior "
                   f"{r['uniform_prior_nats']:.4f}; H(D) = {r['displacement_entropy_nats']:.4f})")
     a, d = results.get("atomic"), results.get("diagonal")
     if a and d:
