@@ -1,5 +1,6 @@
 """The benchmark scripts run (tiny arguments); their numbers are recorded in BENCHMARKS.md."""
 import json
+import math
 
 import pytest
 
@@ -151,6 +152,43 @@ def test_composition_factorisations(tmp_path):
     assert json.loads((tmp_path / "f.json").read_text())["diagonal"]["num_modules"] == 5
     single = bench.main(["--restarts", "0", "--moves", "1"])
     assert single["diagonal"] is None and abs(single["atomic"]["kl_nats"] - math.log(4)) < 1e-9
+
+
+def test_composition_factorisations_shared_prior_and_lookahead():
+    """The planner's atomic+identity set costs more KL than the diagonal set; one prior for both
+    choices raises the diagonal set's cost (the atomic bound stays), a lookahead narrows the gap."""
+    import math
+    bench = load("composition_factorisations")
+    h = math.log(8)
+    greedy = bench.main(["--restarts", "0"])
+    shared = bench.main(["--restarts", "0", "--iteration-prior", "start"])
+    ahead = bench.main(["--restarts", "0", "--lookahead"])
+    assert greedy["atomic+identity"]["planner_nats"] > greedy["diagonal"]["planner_nats"] + 0.4
+    assert abs(shared["atomic"]["planner_nats"] - h) < 1e-9
+    assert shared["diagonal"]["planner_nats"] > greedy["diagonal"]["planner_nats"] + 0.2
+    gap = ahead["atomic+identity"]["planner_nats"] - ahead["diagonal"]["planner_nats"]
+    assert 0 < gap < 0.1
+
+
+def test_vim2_factorisation_smoke(tmp_path):
+    from pyro_vim import VIM
+
+    from .helpers import tiny_config
+    path = tmp_path / "m.pt"
+    config = tiny_config(iterations=2, num_modules=5)
+    config = config.replace(data=dict(config.data.__dict__, name="compositional", min_moves=2,
+                                      max_moves=2))
+    VIM(config).save(str(path))
+    out = load("vim2_factorisation").main([str(path), "--num-sequences", "2", "--seq-len", "3",
+                                           "--repeats", "2", "--threads", "1",
+                                           "--out", str(tmp_path / "v.json")])
+    row = out[str(path)]
+    assert math.isfinite(row["elbo"]) and row["iterations"] == 2
+    counted = sum(d["count"] for d in row["displacements"].values())
+    assert counted == 2 * 2 * config.data.num_objects            # videos x transitions x balls
+    for d in row["displacements"].values():
+        assert all(len(pair) == 2 for pair, _ in d["pairs"])
+    assert json.loads((tmp_path / "v.json").read_text())[str(path)]["num_modules"] == 5
 
 
 def test_decode_window_benchmark_smoke(tmp_path):
