@@ -480,11 +480,10 @@ class VIM(PyroModule):
             states = [h]
             k = self.config.iterations
             for t in pyro.markov(range(1, t_len + horizon)):
-                # iteration_prior="start": the k choices are i.i.d. given h_{t-1}.  With a prior
-                # that reads the state after each iteration, VIM-2 on 2-move compositions
-                # settled on diagonal modules plus an identity in 2 of 5 seeds: that prior can
-                # learn the diagonal set's order (identity second) and so pays no more KL for it
-                # than for the atomic set; a shared prior cannot (BENCHMARKS.md, Fig. 6)
+                # iteration_prior="start": the k choices are i.i.d. given h_{t-1}.  A prior per
+                # iteration can fit the diagonal set's order (identity second); one shared prior
+                # cannot, which halves the module-choice KL's pull towards diagonal modules on
+                # 2-move compositions (BENCHMARKS.md, "Fig. 6: why VIM-2 finds diagonal modules")
                 start = (self.prior_logits(h) if k > 1 and self.config.iteration_prior == "start"
                          else None)
                 for i in self.iterate(k):
