@@ -62,8 +62,7 @@ def factorisation(vim, num_sequences: int, seq_len: int, repeats: int, seed: int
                                    for p, k in pairs[d].most_common(4)]}
     mean = {k: float(np.mean([t[k] for t in terms])) for k in terms[0]}
     return {"elbo": float(np.mean(elbo)), "elbo_spread": float(np.std(elbo)), "terms": mean,
-            "num_modules": c.num_modules, "iterations": c.iterations,
-            "stay": c.num_modules, "displacements": table}
+            "num_modules": c.num_modules, "iterations": c.iterations, "displacements": table}
 
 
 def main(argv=None):
@@ -86,7 +85,7 @@ def main(argv=None):
         t = r["terms"]
         print(f"{path}: ELBO {r['elbo']:.1f} ± {r['elbo_spread']:.1f} per video "
               f"(recon {t.get('recon', float('nan')):.1f}, kl_r {t.get('kl_r', float('nan')):.1f},"
-              f" kl_z {t.get('kl_z', float('nan')):.1f}); module {r['stay']} = 'stay'")
+              f" kl_z {t.get('kl_z', float('nan')):.1f}); module {r['num_modules']} = 'stay'")
         for d, row in r["displacements"].items():
             top = ", ".join(f"{tuple(p)} {w:.2f}" for p, w in row["pairs"])
             print(f"  displacement {d:>9s} ({row['count']:4d} balls, error "

@@ -351,17 +351,12 @@ class VIM(PyroModule):
 
         ``start_logits``: the selection prior's logits to use instead of scoring ``h``'s
         candidates (a VIM-k transition with ``iteration_prior="start"``: every iteration's choice
-        is drawn from the prior of the transition's first state, :meth:`prior_logits`)."""
+        is drawn from the prior of the transition's first state, the first iteration's logits)."""
         def select(cand_pos, cand_feat):
             if start_logits is not None:
                 return start_logits
             return self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
         return self.transition_step(t, h, select, self.latent_update_prior, i)
-
-    def prior_logits(self, h: SlotState) -> torch.Tensor:
-        """(N, K, M) logits of the selection prior p(r | h) on ``h``'s own candidates."""
-        cand_pos, cand_feat = self.candidates(h)
-        return self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
 
     def guide_step(self, t: int, h: SlotState, obs, i: Optional[int] = None,
                    final: bool = True, stay: bool = False) -> Step:
@@ -484,10 +479,12 @@ class VIM(PyroModule):
                 # iteration can fit the diagonal set's order (identity second); one shared prior
                 # cannot, which halves the module-choice KL's pull towards diagonal modules on
                 # 2-move compositions (BENCHMARKS.md, "Fig. 6: why VIM-2 finds diagonal modules")
-                start = (self.prior_logits(h) if k > 1 and self.config.iteration_prior == "start"
-                         else None)
+                shared, start = k > 1 and self.config.iteration_prior == "start", None
                 for i in self.iterate(k):
-                    h = self.prior_step(t, h, i, start).h
+                    step = self.prior_step(t, h, i, start)
+                    h = step.h
+                    if shared and start is None:      # iteration 1 scored h_{t-1}'s candidates
+                        start = step.logits
                 states.append(h)              # only the state after the last iteration
 
         likelihood = self.likelihood(states)
