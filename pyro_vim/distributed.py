@@ -106,17 +106,21 @@ def shutdown() -> None:
 
 
 def exit_process(code: int = 0) -> None:
-    """End a script's process; under ``torchrun`` a rank other than 0 ends with ``os._exit``.
+    """End a script's process; under ``torchrun`` (WORLD_SIZE > 1) every rank ends with
+    ``os._exit`` after the interpreter's ``atexit`` handlers have run.
 
-    Leaving the process group is not enough for those ranks: measured on the development
-    machine (2 CPU processes, gloo), about one launch in four still ended with rank 1 aborting
-    after the interpreter had finalised ("terminate called without an active exception", no
-    Python frame), in a C++ destructor of torch.distributed's threads.  ``os._exit`` skips
-    those destructors; the streams are flushed first and nothing of the rank's work is
-    pending (it writes no files: rank 0 does).  Rank 0 and single processes exit normally."""
-    rank = os.environ.get("RANK")
-    if rank is not None and rank != "0" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    Leaving the process group is not enough: measured on the development machine (2 CPU
+    processes, gloo), about one launch in four ended with rank 1 aborting after the interpreter
+    had finalised ("terminate called without an active exception", no Python frame), in a C++
+    destructor of torch.distributed's threads, and a CI run on 2026-12-03 saw rank 0 abort the
+    same way.  ``os._exit`` skips those destructors.  What a normal exit would still do from
+    Python is done first: the ``atexit`` handlers (logging, TensorBoard writers, ...) and the
+    flush of stdout / stderr.  Rank 0's files are complete by then (checkpoints are written
+    atomically).  Single processes exit normally."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK") is not None:
+        import atexit
         import sys
+        atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
