@@ -8,7 +8,10 @@ selections per ball), for the balls with >= 3 wrong selections their slot's dist
 and the distance to the nearest other ball on frame 0, and the accuracy (same rule-module
 assignment) without the videos whose first frame has two balls on the same pixel (one hidden
 behind the other, so that no model can tell which is which), and the accuracy with balls matched
-to slots on their visible tracks instead (``track_rule_module_accuracy``).
+to slots on their visible tracks instead (``track_rule_module_accuracy``). ``accuracy`` breaks
+the frame-0 ties between balls on one pixel by their tracks (as ``evaluate`` does);
+``accuracy_frame0_ties_by_slot_order`` leaves them to the slots' order, as the matching did
+before that.
 """
 import argparse
 
@@ -57,8 +60,13 @@ def main(argv=None):
     clean_acc = metrics.assignment_accuracy(
         metrics.selection_confusion(batch.moves[clean], inf["selections"][clean], match[clean],
                                     c.num_modules), assign)
+    by_order = metrics.match_objects_to_slots(pos0, slot0)    # frame-0 ties left to slot order
+    order_acc, _ = metrics.rule_module_accuracy(metrics.selection_confusion(
+        batch.moves, inf["selections"], by_order, c.num_modules))
     bad = per_ball >= 3
-    out = {"accuracy": rep["rule_module_accuracy"], "wrong": int(wrong.sum()),
+    out = {"accuracy": rep["rule_module_accuracy"],
+           "accuracy_frame0_ties_by_slot_order": order_acc,
+           "tied_balls": rep["tied_objects"], "wrong": int(wrong.sum()),
            "wrong_per_ball_histogram": np.bincount(per_ball.reshape(-1)).tolist(),
            "bad_balls_frame0_slot_distance": np.round(d0[bad], 2).tolist(),
            "bad_balls_nearest_other_ball": np.round(nearest[bad], 1).tolist(),

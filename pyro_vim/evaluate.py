@@ -160,7 +160,8 @@ def summary_metrics(vim, batch: VideoBatch, fidelity: bool = True,
                     calibration_sequences: int = 32) -> Dict[str, Any]:
     """The per-run numbers the experiment runner records (``metrics.json``'s ``metrics``).
 
-    ``rule_module_accuracy`` (balls matched to slots on frame 0, the paper's),
+    ``rule_module_accuracy`` (balls matched to slots on frame 0, the paper's; ties between
+    balls on one pixel broken by their tracks), ``tied_objects`` (how many such balls),
     ``track_rule_module_accuracy`` (matched on their visible tracks,
     :func:`pyro_vim.metrics.match_tracks_to_slots`), ``nmi``, ``confusion`` (4 x M),
     ``module_usage``, ``rules``,
@@ -189,6 +190,7 @@ def summary_metrics(vim, batch: VideoBatch, fidelity: bool = True,
     if report.get("confusion") is not None:
         out.update(rule_module_accuracy=report["rule_module_accuracy"], nmi=report["nmi"],
                    track_rule_module_accuracy=report["track_rule_module_accuracy"],
+                   tied_objects=report["tied_objects"],
                    confusion=report["confusion"], module_usage=report["module_usage"])
         out.update(fidelity_metrics(vim, batch, report, rollout=fidelity,
                                     calibration=fidelity,
@@ -287,6 +289,7 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
         report.update(
             rule_module_accuracy=ident["rule_module_accuracy"],
             track_rule_module_accuracy=ident["track_rule_module_accuracy"],
+            tied_objects=ident["tied_objects"],
             confusion=ident["confusion"],
             assignment={MOVES[r]: m for r, m in sorted(ident["assignment"].items())},
             nmi=ident["nmi"],

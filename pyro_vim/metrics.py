@@ -16,10 +16,13 @@ Conventions
 Sec. 5.1 evaluation (:func:`identification_report`): the centroid of each slot's decoded mask
 gives the slot's position; each ground-truth ball is matched to a slot on the first frame and the
 matching is kept for the whole sequence; the module selected by the matched slot at every step is
-then compared with the ball's true move. A ball hidden behind another on the first frame cannot be
-matched there by any model; the report therefore also scores a whole-track matching
-(:func:`match_tracks_to_slots`: each ball to the slot closest to it on average over the frames
-where the ball is visible) as ``track_rule_module_accuracy``.
+then compared with the ball's true move. Two balls that start on one pixel (one hidden behind the
+other) are equally close to every slot on the first frame, so the first frame cannot decide
+between their slots; that tie is broken by the balls' visible tracks rather than by the order of
+the slots. The report also scores a whole-track matching (:func:`match_tracks_to_slots`: each
+ball to the slot closest to it on average over the frames where the ball is visible) as
+``track_rule_module_accuracy``; it differs from the first-frame matching wherever a slot
+takes over a ball after the first frame.
 """
 
 import numpy as np
@@ -30,6 +33,8 @@ __all__ = [
     "mask_centroids",
     "match_objects_to_slots",
     "match_tracks_to_slots",
+    "track_distances",
+    "TIE_TOLERANCE",
     "selection_confusion",
     "rule_module_accuracy",
     "module_usage",
@@ -195,19 +200,27 @@ def mask_centroids(masks):
     return out
 
 
-def match_objects_to_slots(object_positions, slot_positions):
+def match_objects_to_slots(object_positions, slot_positions, tie_break=None):
     """Match each object to a distinct slot by position (the paper's "closest slot").
 
     The matching is one-to-one: per sequence it minimises the total Euclidean distance between
     objects and their slots (exact linear assignment), so two objects never share a slot, and
-    ties / conflicts that a greedy nearest-slot rule would resolve arbitrarily are resolved by the
+    conflicts that a greedy nearest-slot rule would resolve arbitrarily are resolved by the
     assignment. Non-finite distances (e.g. a slot with an empty mask, whose centroid is nan) are
     replaced by a penalty larger than any possible total of finite distances, so such slots are
     used only when unavoidable.
 
+    Exact ties remain where two objects share a position (a ball hidden behind another on the
+    first frame): swapping their slots leaves the total unchanged. Without ``tie_break`` the
+    solver's index order decides them; with it, among the assignments whose totals are equal
+    (to :data:`TIE_TOLERANCE` px per pair), the one with the least ``tie_break`` total is taken.
+    Where the first-frame optimum is unique, ``tie_break`` changes nothing.
+
     Args:
         object_positions: ``(N, O, 2)`` ground-truth ``(x, y)`` positions.
         slot_positions: ``(N, K, 2)`` slot ``(x, y)`` positions, ``K >= O``.
+        tie_break: optional ``(N, O, K)`` secondary cost, e.g. :func:`track_distances` (nan
+            entries count as the largest).
 
     Returns:
         ``(N, O)`` int64 slot index per object.
@@ -235,16 +248,32 @@ def match_objects_to_slots(object_positions, slot_positions):
         )
     with np.errstate(invalid="ignore"):
         dist = np.sqrt(((obj[:, :, None, :] - slots[:, None, :, :]) ** 2).sum(-1))  # (N, O, K)
-    return _assign(dist)
+    if tie_break is not None:
+        tie_break = _as_float(tie_break, "tie_break")
+        if tie_break.shape != dist.shape:
+            raise ValueError(f"tie_break must have shape (N, O, K) = {_shape_str(dist.shape)}, "
+                             f"got {_shape_str(tie_break.shape)}")
+    return _assign(dist, tie_break)
 
 
-def _assign(dist):
+TIE_TOLERANCE = 1e-6
+"""Distances (px) that :func:`match_objects_to_slots` treats as equal when it breaks ties."""
+
+
+def _assign(dist, tie_break=None):
     """One-to-one assignment per sequence on an ``(N, O, K)`` cost; non-finite costs get a
-    penalty larger than any total of finite ones."""
+    penalty larger than any total of finite ones. With ``tie_break``, the cost is rounded to
+    :data:`TIE_TOLERANCE` and the secondary cost, scaled so that its total over the ``O`` pairs
+    stays below one rounding unit, decides between equal totals (a lexicographic assignment)."""
     n, o, _ = dist.shape
     finite = np.isfinite(dist)
     big = 1.0 + (float(dist[finite].max()) if finite.any() else 0.0) * (o + 1)
     dist = np.where(finite, dist, big)
+    if tie_break is not None:
+        ok = np.isfinite(tie_break)
+        top = float(np.abs(tie_break[ok]).max()) if ok.any() else 0.0
+        second = np.where(ok, tie_break, top) / (top + 1.0)        # in (-1, 1)
+        dist = np.round(dist / TIE_TOLERANCE) + second / (2 * o + 2)
     matching = np.zeros((n, o), dtype=np.int64)
     for i in range(n):
         rows, cols = linear_sum_assignment(dist[i])
@@ -252,15 +281,8 @@ def _assign(dist):
     return matching
 
 
-def match_tracks_to_slots(object_tracks, slot_tracks, visible=None):
-    """Match each object to a distinct slot by whole tracks: the one-to-one assignment (per
-    sequence) minimising the total of each object's mean distance to its slot over the frames
-    where the object is visible.
-
-    The first-frame matching of :func:`match_objects_to_slots` is the paper's; it cannot place a
-    ball that starts hidden behind another (both balls have the same first-frame position, so
-    either slot is as close). Matching on the tracks uses the frames where each ball can be
-    seen, so it scores what the model selects for the ball once it is tracked.
+def track_distances(object_tracks, slot_tracks, visible=None):
+    """Each object's mean distance to each slot over the frames where the object is visible.
 
     Args:
         object_tracks: ``(N, T, O, 2)`` ground-truth ``(x, y)`` positions.
@@ -271,7 +293,7 @@ def match_tracks_to_slots(object_tracks, slot_tracks, visible=None):
             all frames). Default: every frame counts.
 
     Returns:
-        ``(N, O)`` int64 slot index per object.
+        ``(N, O, K)`` float64 mean distances (nan where a slot never has a position).
     """
     obj = _as_float(object_tracks, "object_tracks")
     slots = _as_float(slot_tracks, "slot_tracks")
@@ -298,7 +320,25 @@ def match_tracks_to_slots(object_tracks, slot_tracks, visible=None):
     with np.errstate(invalid="ignore"):
         dist = np.sqrt(((obj[:, :, :, None, :] - slots[:, :, None, :, :]) ** 2).sum(-1))
     dist = np.where(vis[..., None], dist, np.nan)                   # (N, T, O, K)
-    return _assign(_finite_mean(dist, axis=1))
+    return _finite_mean(dist, axis=1)
+
+
+def match_tracks_to_slots(object_tracks, slot_tracks, visible=None):
+    """Match each object to a distinct slot by whole tracks: the one-to-one assignment (per
+    sequence) minimising the total of each object's mean distance to its slot over the frames
+    where the object is visible (:func:`track_distances`).
+
+    The first-frame matching of :func:`match_objects_to_slots` is the paper's; it cannot place a
+    ball that starts hidden behind another (both balls have the same first-frame position, so
+    either slot is as close). Matching on the tracks uses the frames where each ball can be
+    seen, so it scores what the model selects for the ball once it is tracked.
+
+    Args: as :func:`track_distances`.
+
+    Returns:
+        ``(N, O)`` int64 slot index per object.
+    """
+    return _assign(track_distances(object_tracks, slot_tracks, visible))
 
 
 # --------------------------------------------------------------------------------------------
@@ -612,7 +652,10 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
     Steps: slot positions are the centroids of ``slot_masks`` (:func:`mask_centroids`); objects
     are matched one-to-one to slots on the first frame (:func:`match_objects_to_slots`) and the
     matching is kept for all frames; the matched slots' selections are compared with the true
-    moves (:func:`selection_confusion` with ``num_rules=len(MOVES)``).
+    moves (:func:`selection_confusion` with ``num_rules=len(MOVES)``). Where the first frame
+    leaves the matching undecided (two objects on one position, so that swapping their slots
+    costs nothing), the tie is broken by the objects' whole visible tracks
+    (:func:`track_distances`) instead of by the order of the slots.
 
     Args:
         moves: ``(N, T-1, O)`` or ``(N, T-1, O, 1)`` int moves, ``-1`` = padding.
@@ -643,6 +686,8 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
           accuracy with balls matched to slots on their whole visible tracks
           (:func:`match_tracks_to_slots`) instead of on the first frame; the two differ where a
           ball starts hidden or a slot takes over a ball later.
+        * ``tied_objects`` (int): objects that share their first-frame position with another
+          (the frame-0 ties that the tracks break).
     """
     mv = _moves_3d(moves)
     pos = _as_float(object_positions, "object_positions")
@@ -672,7 +717,8 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
             f"{_shape_str(sel.shape)}"
         )
     slot_pos = mask_centroids(masks)  # (N, T, K, 2)
-    matching = match_objects_to_slots(pos[:, 0], slot_pos[:, 0])  # (N, O)
+    track_cost = track_distances(pos, slot_pos, visible)  # (N, O, K)
+    matching = match_objects_to_slots(pos[:, 0], slot_pos[:, 0], tie_break=track_cost)  # (N, O)
     confusion = selection_confusion(mv, sel, matching, num_modules, num_rules=len(MOVES))
     acc, assignment = rule_module_accuracy(confusion)
     col = confusion.sum(axis=0).astype(np.float64)
@@ -683,7 +729,9 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
     err = position_error(matched_pos, pos)  # (N, T, O)
     per_frame = _finite_mean(err.transpose(1, 0, 2).reshape(t, -1), axis=1)
     mean_err = float(_finite_mean(err.reshape(-1)))
-    track = match_tracks_to_slots(pos, slot_pos, visible)
+    track = _assign(track_cost)
+    gap = np.sqrt(((pos[:, 0, :, None] - pos[:, 0, None, :]) ** 2).sum(-1))  # (N, O, O)
+    tied = ((gap <= TIE_TOLERANCE) & ~np.eye(o, dtype=bool)).any(-1)
     track_acc, _ = rule_module_accuracy(
         selection_confusion(mv, sel, track, num_modules, num_rules=len(MOVES)))
     return {
@@ -697,4 +745,5 @@ def identification_report(moves, object_positions, slot_masks, selections, num_m
         "mean_position_error": mean_err,
         "track_rule_module_accuracy": track_acc,
         "track_matching": track.tolist(),
+        "tied_objects": int(tied.sum()),
     }

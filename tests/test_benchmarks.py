@@ -108,6 +108,9 @@ def test_selection_errors_smoke(tmp_path):
     out = load("selection_errors").main([str(path), "--num-sequences", "3", "--seq-len", "3"])
     assert 0 <= out["accuracy"] <= 1 and out["wrong"] >= 0
     assert sum(out["wrong_per_ball_histogram"]) == 3 * tiny_config().num_objects
+    assert 0 <= out["accuracy_frame0_ties_by_slot_order"] <= 1 and out["tied_balls"] >= 0
+    if out["tied_balls"] == 0:   # no tie to break: both frame-0 matchings agree
+        assert out["accuracy_frame0_ties_by_slot_order"] == out["accuracy"]
 
 
 def test_memory_smoke(tmp_path):

@@ -387,6 +387,7 @@ def test_identification_report_end_to_end():
     assert set(report) == {
         "rule_module_accuracy", "assignment", "confusion", "module_usage", "nmi", "matching",
         "position_error", "mean_position_error", "track_rule_module_accuracy", "track_matching",
+        "tied_objects",
     }
     assert report["rule_module_accuracy"] == 1.0
     assert report["track_rule_module_accuracy"] == 1.0
@@ -432,7 +433,7 @@ def test_assignment_accuracy_scores_a_fixed_labelling():
 
 
 def test_match_tracks_to_slots_places_a_ball_hidden_on_frame_0():
-    from pyro_vim.metrics import match_tracks_to_slots
+    from pyro_vim.metrics import match_tracks_to_slots, track_distances
     # two balls start on one pixel (ball 1 hidden behind ball 0), then separate; slot 2 sits on
     # ball 0 throughout, slot 0 picks up ball 1 once it appears, slot 1 stays on frame 0's
     # shared position and then drifts away
@@ -448,6 +449,11 @@ def test_match_tracks_to_slots_places_a_ball_hidden_on_frame_0():
     visible[0, 0, 1] = False
     first = match_objects_to_slots(balls[:, 0], slots[:, 0])
     assert first[0].tolist() == [2, 1] or first[0].tolist() == [1, 2]   # frame 0 cannot tell
+    # the tracks break the tie, but only among frame 0's best assignments (slot 0 is 21 px off)
+    tracks = track_distances(balls, slots, visible)
+    assert tracks.shape == (1, 2, 3)
+    assert match_objects_to_slots(balls[:, 0], slots[:, 0], tie_break=tracks)[0].tolist() == [2, 1]
+    assert match_objects_to_slots(balls[:, 0], slots[:, 0], tie_break=-tracks)[0].tolist() == [1, 2]
     assert match_tracks_to_slots(balls, slots, visible)[0].tolist() == [2, 0]
     # the hidden frame is what misleads: counted, slot 1's frame-0 distance 0 is not enough
     # to beat slot 0, but a never-visible ball falls back to every frame
@@ -457,6 +463,16 @@ def test_match_tracks_to_slots_places_a_ball_hidden_on_frame_0():
     # torch input, nan slots avoided
     slots_nan = np.concatenate([slots, np.full((1, t, 1, 2), np.nan)], 2)
     assert match_tracks_to_slots(torch.from_numpy(balls), slots_nan, visible)[0].tolist() == [2, 0]
+
+
+def _point_masks(slot_xy, size):
+    """One-pixel masks at ``slot_xy`` ``(N, T, K, 2)``: each slot's centroid is its position."""
+    n, t, k, _ = slot_xy.shape
+    masks = np.zeros((n, t, k, size, size))
+    x, y = slot_xy[..., 0].astype(int), slot_xy[..., 1].astype(int)
+    i, ti, j = np.meshgrid(range(n), range(t), range(k), indexing="ij")
+    masks[i, ti, j, y, x] = 1.0
+    return masks
 
 
 def test_identification_report_track_matching_scores_a_late_found_ball():
@@ -472,11 +488,7 @@ def test_identification_report_track_matching_scores_a_late_found_ball():
     slot_xy[0, :, 0] = pos[0, :, 0]
     slot_xy[0, :, 1] = [[8, 8]] + [[28, 28]] * (t - 1)       # a spare slot on frame 0's pixel
     slot_xy[0, :, 2] = [[28, 4]] + [list(p) for p in pos[0, 1:, 1]]
-    masks = np.zeros((1, t, k, size, size))
-    for ti in range(t):
-        for j in range(k):
-            x, y = slot_xy[0, ti, j].astype(int)
-            masks[0, ti, j, y, x] = 1.0
+    masks = _point_masks(slot_xy, size)
     sel = np.zeros((1, t - 1, k), np.int64)
     sel[0, :, 2] = 3                                          # slot 2 selects "right"
     sel[0, :, 1] = 0                                          # the spare slot: "up"
@@ -485,6 +497,44 @@ def test_identification_report_track_matching_scores_a_late_found_ball():
     rep = identification_report(moves, pos, masks, sel, 4, visible=visible)
     assert rep["track_rule_module_accuracy"] == 1.0
     assert rep["track_matching"] == [[0, 2]]
+    assert rep["tied_objects"] == 2
+    # frame 0 puts slot 2 4.5 px from the balls and slots 0, 1 on them: the tie between slots 0
+    # and 1 is broken by the tracks (ball 0 keeps slot 0), ball 1 gets the spare slot 1
+    assert rep["matching"] == [[0, 1]]
     assert rep["rule_module_accuracy"] == 0.5                # "right" scored on the spare slot
     with pytest.raises(ValueError, match=r"visible must have shape \(N, T, O\)"):
         identification_report(moves, pos, masks, sel, 4, visible=visible[:, :1])
+
+
+def test_identification_report_breaks_a_frame_0_tie_by_the_tracks():
+    # two balls on one pixel on frame 0 and two slots on that pixel; slot 0 follows ball 1 and
+    # slot 1 follows ball 0. The slots' index order would pair them the wrong way round (every
+    # selection wrong); frame 0 cannot tell, so the tracks decide.
+    t, k, size = 6, 3, 32
+    pos = np.zeros((1, t, 2, 2))
+    pos[0, :, 0] = [[8, 8 + 3 * i] for i in range(t)]        # ball 0 moves down
+    pos[0, :, 1] = [[8 + 3 * i, 8] for i in range(t)]        # ball 1 moves right
+    moves = np.stack([np.full((1, t - 1), 1), np.full((1, t - 1), 3)], -1)
+    slot_xy = np.zeros((1, t, k, 2))
+    slot_xy[0, :, 0] = pos[0, :, 1]
+    slot_xy[0, :, 1] = pos[0, :, 0]
+    slot_xy[0, :, 2] = [[28, 28]] * t                         # the background
+    masks = _point_masks(slot_xy, size)
+    sel = np.zeros((1, t - 1, k), np.int64)
+    sel[0, :, 0] = 3
+    sel[0, :, 1] = 1
+    assert match_objects_to_slots(pos[:, 0], slot_xy[:, 0])[0].tolist() == [0, 1]  # index order
+    rep = identification_report(moves, pos, masks, sel, 4)
+    assert rep["matching"] == [[1, 0]]
+    assert rep["rule_module_accuracy"] == 1.0
+    assert rep["tied_objects"] == 2
+    # apart by a pixel, the balls are no tie: frame 0 decides even against the tracks
+    pos2 = pos.copy()
+    pos2[0, 0, 1] = [9, 8]
+    slot2 = slot_xy.copy()
+    slot2[0, 0, 0] = [8, 8]
+    slot2[0, 0, 1] = [9, 8]
+    rep2 = identification_report(moves, pos2, _point_masks(slot2, size), sel, 4)
+    assert rep2["matching"] == [[0, 1]] and rep2["tied_objects"] == 0
+    with pytest.raises(ValueError, match=r"tie_break must have shape \(N, O, K\)"):
+        match_objects_to_slots(pos[:, 0], slot_xy[:, 0], tie_break=np.zeros((1, 2, 2)))
