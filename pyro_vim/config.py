@@ -154,7 +154,9 @@ class VIMConfig:
     temperature: float = 1.0    # relaxed one-hot temperature (A.1: fixed at 1)
     sigma_x: float = 0.1        # std of each pixel's Gaussian mixture components
     z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
-    selection_scale: float = 1.0  # pixels: distance scale of the module-selection posterior
+    selection_scale: float = -1.0  # pixels: distance scale of the module-selection posterior;
+    #                             -1 derives it from the data: a third of the generator's step
+    #                             (1 px for 3 px moves), 1 px for recorded (npz) videos
     z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
     straight_through: bool = False  # mix candidates by the hard choice (forward) with the
     #                             relaxed sample's gradient (backward); False: the relaxed mix
@@ -219,7 +221,14 @@ class VIMConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"VIMConfig.{name} must be a positive int, got {value!r}")
-        for name in ("temperature", "sigma_x", "z0_scale", "selection_scale", "z_pos_scale",
+        if not (self.selection_scale == -1 or (
+                not isinstance(self.selection_scale, bool)
+                and isinstance(self.selection_scale, (int, float))
+                and 0 < self.selection_scale < math.inf)):
+            raise ValueError(f"VIMConfig.selection_scale must be a positive finite number of "
+                             f"pixels, or -1 (derived from the data's step), "
+                             f"got {self.selection_scale!r}")
+        for name in ("temperature", "sigma_x", "z0_scale", "z_pos_scale",
                      "colour_sigma", "lr", "pretrain_lr", "clip_norm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
@@ -324,6 +333,21 @@ class VIMConfig:
         if self.prior_octaves >= 0:
             return self.prior_octaves
         return max(1, math.ceil(math.log2(max(self.image_size - 1, 1) / 4.0)) + 1)
+
+    @property
+    def selection_scale_resolved(self) -> float:
+        """The module-selection posterior's distance scale in pixels: ``selection_scale``, or
+        for -1 a third of the data's move (``data.step / 3``: 1 px for the paper's 3 px
+        moves), so that the candidates of two different moves stay about three scales
+        apart whatever the step (at 2 px moves and a 1 px scale the relaxed choice mixes in the
+        wrong candidates and the modules overshoot, BENCHMARKS.md).  Recorded videos
+        (``data.name = "npz"``) declare no step: 1 px, as for the paper's data; set it to about
+        a third of your objects' smallest move."""
+        if self.selection_scale != -1:
+            return float(self.selection_scale)
+        if self.data.name == "npz":
+            return 1.0
+        return self.data.step / 3.0
 
     @property
     def state_dim(self) -> int:

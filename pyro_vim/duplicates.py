@@ -54,7 +54,7 @@ def find_duplicates(vim, frames: torch.Tensor, max_videos: int = 8) -> List[Tupl
     m = dpos.shape[1]
     usage = torch.bincount(picks, minlength=m)
     order = sorted(range(m), key=lambda j: -int(usage[j]))
-    scale = c.selection_scale
+    scale = c.selection_scale_resolved
     pairs, copies = [], set()
     for i, a in enumerate(order):
         if a in copies or usage[a] == 0:

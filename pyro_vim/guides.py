@@ -48,7 +48,7 @@ class SlotAttentionGuide(PyroModule):
     def from_config(cls, config):
         """The guide the config describes (its sizes and the selection scale)."""
         return cls(config.slot_dim, hidden=config.update_hidden, key_dim=config.keyquery_dim,
-                   scale_pixels=config.selection_scale, image_size=config.image_size)
+                   scale_pixels=config.selection_scale_resolved, image_size=config.image_size)
 
     def selection_logits(self, h, cand_pos, cand_feat, obs, dist2=None):
         """(N, K, M) logits of q(r_t | h_{t-1}, x_t).  ``dist2`` (N, K, M): the squared distance

@@ -388,7 +388,7 @@ class VIM(PyroModule):
             # (the learned key-query term never saw an unchanged state, so it may not veto it)
             best = logits.argmax(-1, keepdim=True)
             d2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
-            tau2 = (self.config.selection_scale * 2.0 / (self.config.image_size - 1)) ** 2
+            tau2 = (self.config.selection_scale_resolved * 2.0 / (self.config.image_size - 1)) ** 2
             stay_logit = logits.gather(-1, best) + 0.5 * (d2[..., :m].gather(-1, best)
                                                           - d2[..., m:]) / tau2
             return torch.cat([logits, stay_logit], -1)

@@ -252,6 +252,25 @@ def test_prior_octaves_config_and_legacy_checkpoints():
     assert octv.prior.attention.query[0].in_features == octv.config.state_dim + 12
 
 
+def test_selection_scale_is_a_third_of_the_data_step_unless_set():
+    assert VIMConfig().selection_scale_resolved == 1.0          # 3 px moves: exactly 1 px
+    assert VIMConfig(data={"step": 2}).selection_scale_resolved == pytest.approx(2 / 3)
+    assert VIMConfig(data={"step": 6}).selection_scale_resolved == 2.0
+    assert VIMConfig(data={"step": 2}, selection_scale=1.5).selection_scale_resolved == 1.5
+    assert VIMConfig(data={"name": "npz", "path": "shards"}).selection_scale_resolved == 1.0
+    for bad in (0, -2, -1.5, True, "1", math.inf):
+        with pytest.raises(ValueError, match="selection_scale"):
+            VIMConfig(selection_scale=bad)
+    # the guide uses the derived scale (normalised units: 2 / (image_size - 1) per px)
+    small, big = VIM(tiny_config(data={"step": 2})), VIM(tiny_config(data={"step": 4}))
+    pixel = 2.0 / (small.config.image_size - 1)
+    assert float(small.posterior.tau) == pytest.approx(2 / 3 * pixel)
+    assert float(big.posterior.tau) == pytest.approx(4 / 3 * pixel)
+    # a saved config that set the scale restores it whatever the step
+    old = VIMConfig(data={"step": 2}, selection_scale=1.0).to_dict()
+    assert VIMConfig.from_dict(old).selection_scale_resolved == 1.0
+
+
 def _wall_data(n, gen, bound=0.8, step=0.2):
     """Slots uniform in [-1, 1]^2, four candidate moves of ``step``; the target choice
     distribution is uniform over the moves that stay within ``bound`` (a frame's border)."""
