@@ -1,5 +1,5 @@
 """pyro-vim: VIM (Variational Independent Modules for Video Prediction, Assouel et al. 2022)."""
-from . import baselines  # noqa: F401  (registers the baseline model families)
+from . import baselines, duplicates, tracking  # noqa: F401  (register families and parts)
 from .config import DataConfig, VIMConfig
 from .data import (
                    MOVES,

@@ -184,7 +184,7 @@ def check_entries(ckpt: Mapping[str, Any], path: str = "<checkpoint>") -> None:
         if key not in ckpt:
             raise ValueError(f"checkpoint {path!r} lacks the entry {key!r}")
     try:
-        VIMConfig.from_dict(ckpt["config"])
+        VIMConfig.from_saved(ckpt["config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"checkpoint {path!r} holds an invalid config: {e}") from None
     model = ckpt["model"]
@@ -207,8 +207,8 @@ def check_entries(ckpt: Mapping[str, Any], path: str = "<checkpoint>") -> None:
 
 def config_differences(saved: VIMConfig, current: VIMConfig) -> Dict[str, Any]:
     """``{field: (checkpoint's value, current value)}`` for every field that differs."""
-    now = current.to_dict()
-    return {k: (v, now.get(k)) for k, v in saved.to_dict().items() if now.get(k) != v}
+    now = current.flat_dict()
+    return {k: (v, now.get(k)) for k, v in saved.flat_dict().items() if now.get(k) != v}
 
 
 def check_config(ckpt: Mapping[str, Any], config: VIMConfig, what: str = "this model",
@@ -217,7 +217,7 @@ def check_config(ckpt: Mapping[str, Any], config: VIMConfig, what: str = "this m
     """Raise ValueError naming each field where the checkpoint's config differs from ``config``."""
     if not isinstance(config, VIMConfig):
         raise TypeError(f"expected a VIMConfig, got {type(config).__name__}")
-    saved = VIMConfig.from_dict(ckpt["config"])
+    saved = VIMConfig.from_saved(ckpt["config"])
     diff = config_differences(saved, config)
     if diff:
         fields = ", ".join(f"{k}: {a!r} in the checkpoint vs {b!r}" for k, (a, b) in diff.items())

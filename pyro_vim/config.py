@@ -1,4 +1,18 @@
-"""One object describes an experiment: :class:`VIMConfig` and its presets.
+"""One object describes an experiment: :class:`VIMConfig`, its sections and its presets.
+
+A config is in sections, each a small dataclass: ``architecture`` (sizes of the networks and of
+the probabilistic model), ``perception`` (slot-attention discovery and the guide's tracking
+policy), ``inference`` (the module-selection posterior and how choices mix), ``schedule``
+(optimisation, curriculum, annealing, the trainer's duplicate-merge step, evaluation) and
+``data`` (the generator).  At the top are the parts chosen by name (``model``, ``prior``,
+``guide``), the frame size, the seed and the config's ``version``.  Every field of a section is
+also readable and settable under its own name (``config.num_slots`` is
+``config.architecture.num_slots``; ``--set num_slots=5`` and ``--set architecture.num_slots=5``
+are the same), so scripts written against the flat config keep working.
+
+Saved configs carry :data:`CONFIG_VERSION`; :mod:`pyro_vim.migrations` turns every earlier
+version into the current one.  A partial dict gets today's defaults
+(``VIMConfig.from_dict({}) == VIMConfig()``).
 
 ``VIMConfig.preset("paper")`` follows Appendix A of the paper (64-channel 5x5 CNN encoder and
 broadcast decoder, 128-unit transition modules, K=4 slots, M=5 modules, the 6->20 frame length
@@ -13,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Union
@@ -25,11 +38,8 @@ PRESETS = ("cpu", "paper")
 DATASETS = ("random_walk", "compositional", "ood", "npz")
 #: Top-level keys of configs written before the ``data`` section existed, and where they went.
 _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
-#: Fields added after configs were first saved, with the value that reproduces those configs'
-#: models (a checkpoint restores exactly what was trained).  A dict without the key gets it.
-_BEFORE_FIELD = {"prior_octaves": 0, "r_kl": "sample", "reseed": False,
-                 "hold_hidden": False, "merge_every": 0, "reseed_median": False,
-                 "iteration_prior": "current"}
+#: The version of the config format written today (see :mod:`pyro_vim.migrations`).
+CONFIG_VERSION = 2
 
 
 @dataclass
@@ -106,16 +116,45 @@ class DataConfig:
         return kwargs
 
 
+def _positive_ints(section, names):
+    for name in names:
+        value = getattr(section, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"VIMConfig.{name} must be a positive int, got {value!r}")
+
+
+def _non_negative_ints(section, names):
+    for name in names:
+        value = getattr(section, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"VIMConfig.{name} must be a non-negative int, got {value!r}")
+
+
+def _numbers(section, names, low_open: bool):
+    for name in names:
+        value = getattr(section, name)
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and (
+            (0 < value < math.inf) if low_open else (0 <= value < math.inf))
+        if not ok:
+            kind = "positive" if low_open else "non-negative"
+            raise ValueError(f"VIMConfig.{name} must be a {kind} finite number, got {value!r}")
+
+
+def _bools(section, names):
+    for name in names:
+        if not isinstance(getattr(section, name), bool):
+            raise ValueError(f"VIMConfig.{name} must be a bool, got {getattr(section, name)!r}")
+
+
+def _choice(section, name, options):
+    if getattr(section, name) not in options:
+        raise ValueError(f"VIMConfig.{name} must be one of {tuple(options)}, "
+                         f"got {getattr(section, name)!r}")
+
+
 @dataclass
-class VIMConfig:
-    # -- what is built: model family and its swappable parts (chosen by name) ---------------
-    model: str = "vim"
-    prior: str = "keyquery"          # module-selection prior: "keyquery" | "uniform"
-    guide: str = "slot_attention"    # variational guide: "slot_attention" | "keyquery"
-    # -- data --------------------------------------------------------------------------------
-    image_size: int = 32
-    data: DataConfig = field(default_factory=DataConfig)
-    # -- architecture ------------------------------------------------------------------------
+class ArchitectureConfig:
+    """Sizes of the networks (Appendix A) and the constants of the probabilistic model."""
     num_slots: int = 4          # K
     num_modules: int = 4        # M
     slot_dim: int = 32          # size of the appearance part of a slot state h = (pos, feat)
@@ -131,33 +170,79 @@ class VIMConfig:
     module_hidden: int = 64     # width of each transition module MLP (Table 4: 128)
     update_hidden: int = 64     # width of the Gaussian-update MLPs (Table 4: 64)
     keyquery_dim: int = 32      # key/query size of the selection attention (A.1: 64)
-    discovery_iters: int = 3    # slot-attention iterations on the context frame
-    colour_sigma: float = 0.15  # initial colour bandwidth of the slot-attention k-means term
-    slot_init: str = "seeded"   # discovery start: "seeded" on the frame or "learned" per slot
-    track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
-    hold_hidden: bool = True    # a slot that wins almost no pixel keeps its position/colour
-    reseed: bool = True         # a duplicated slot restarts tracking on unexplained pixels
-    reseed_median: bool = True  # ... and so does an object slot holding the frame's median
-    #                             colour (the background), which the median colour explains
-    background_colour: str = "learned"  # the seeded background slot's starting colour:
-    #                             "learned" (a parameter) or "median" (each frame's median colour)
+    module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
     iterations: int = 1         # k of VIM-k: module selections/updates between two frames
-    plan_lookahead: bool = False  # VIM-k guide (training; infer with stay=False): score an
-    #                             iteration's candidate (all but the last) by the distance the
-    #                             best next module reaches from it (False: greedy, its own
-    #                             distance to the observation)
     iteration_prior: str = "start"  # VIM-k's selection prior: "start" (every iteration's
     #                             p(r | h_{t-1}): the k choices i.i.d. given h_{t-1}) or
     #                             "current" (iteration i's p(r | the state after iteration i-1))
-    module_init_scale: float = 1.0  # initial module translation, in pixels (near the identity)
-    # -- probabilistic model -----------------------------------------------------------------
+    prior_octaves: int = -1     # octave features of positions in the selection prior: -1 derives
+    #                             them from image_size (finest period <= 4 px), 0 = raw positions
     temperature: float = 1.0    # relaxed one-hot temperature (A.1: fixed at 1)
     sigma_x: float = 0.1        # std of each pixel's Gaussian mixture components
     z0_scale: float = 0.02      # std of the discovery posterior/prior p(z_0 | c)
+    z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
+
+    def validate(self) -> "ArchitectureConfig":
+        _positive_ints(self, ("num_slots", "num_modules", "slot_dim", "encoder_channels",
+                              "encoder_kernel", "encoder_layers", "decoder_channels",
+                              "decoder_kernel", "decoder_layers", "module_hidden",
+                              "update_hidden", "keyquery_dim", "iterations"))
+        _numbers(self, ("temperature", "sigma_x", "z0_scale", "z_pos_scale"), low_open=True)
+        _numbers(self, ("module_init_scale", "mask_extent"), low_open=False)
+        if isinstance(self.prior_octaves, bool) or not isinstance(self.prior_octaves, int) \
+                or self.prior_octaves < -1:
+            raise ValueError(f"VIMConfig.prior_octaves must be an int >= -1 (-1: derived from "
+                             f"image_size, 0: raw positions), got {self.prior_octaves!r}")
+        if isinstance(self.decode_window, bool) or not isinstance(self.decode_window, int) \
+                or self.decode_window < 0 or self.decode_window == 1:
+            raise ValueError(f"VIMConfig.decode_window must be 0 (decode the whole frame) or an "
+                             f"int >= 2 (pixels), got {self.decode_window!r}")
+        if self.decode_window and not self.mask_extent:
+            raise ValueError("VIMConfig.decode_window needs local object masks (mask_extent > 0): "
+                             "without them every slot may explain any pixel")
+        _choice(self, "iteration_prior", ("current", "start"))
+        if self.decoder_kernel % 2 == 0 or self.encoder_kernel % 2 == 0:
+            raise ValueError("VIMConfig.encoder_kernel and decoder_kernel must be odd")
+        return self
+
+
+@dataclass
+class PerceptionConfig:
+    """Slot-attention discovery p(z_0 | c) and the guide's tracking policy (a named part,
+    :mod:`pyro_vim.tracking`).  ``hold_hidden``, ``reseed`` and ``reseed_median`` are the
+    options of the ``"occlusion"`` policy; the paper's policy (``tracking="paper"``) has none."""
+    discovery_iters: int = 3    # slot-attention iterations on the context frame
+    colour_sigma: float = 0.15  # initial colour bandwidth of the slot-attention k-means term
+    slot_init: str = "seeded"   # discovery start: "seeded" on the frame or "learned" per slot
+    background_colour: str = "learned"  # the seeded background slot's starting colour:
+    #                             "learned" (a parameter) or "median" (each frame's median colour)
+    track_iters: int = 1        # slot-attention steps from h_{t-1} onto frame t in the guide
+    tracking: str = "occlusion"  # tracking policy: "occlusion" or "paper" (pyro_vim.tracking)
+    hold_hidden: bool = True    # occlusion: a slot that wins almost no pixel keeps its
+    #                             position/colour
+    reseed: bool = True         # occlusion: a duplicated slot restarts on unexplained pixels
+    reseed_median: bool = True  # occlusion: ... and so does an object slot holding the frame's
+    #                             median colour (the background)
+
+    def validate(self) -> "PerceptionConfig":
+        _positive_ints(self, ("discovery_iters", "track_iters"))
+        _numbers(self, ("colour_sigma",), low_open=True)
+        _choice(self, "background_colour", BACKGROUND_COLOURS)
+        _choice(self, "slot_init", SLOT_INITS)
+        _bools(self, ("hold_hidden", "reseed", "reseed_median"))
+        names = sorted(registry.TRACKING)
+        if self.tracking not in names:
+            raise ValueError(f"VIMConfig.tracking must be one of {names} (the registered "
+                             f"tracking policies), got {self.tracking!r}")
+        return self
+
+
+@dataclass
+class InferenceConfig:
+    """The module-selection posterior and how module choices mix the candidates."""
     selection_scale: float = -1.0  # pixels: distance scale of the module-selection posterior;
     #                             -1 derives it from the data: a third of the generator's step
     #                             (1 px for 3 px moves), 1 px for recorded (npz) videos
-    z_pos_scale: float = 0.5    # pixels: std of the prior on the position part of z_t
     straight_through: bool = False  # mix candidates by the hard choice (forward) with the
     #                             relaxed sample's gradient (backward); False: the relaxed mix
     test_choices: str = "hard"  # how choices mix the candidates in eval mode: "hard" (the chosen
@@ -165,12 +250,25 @@ class VIMConfig:
     #                             "relaxed" (as in training).  Training is unaffected.
     r_kl: str = "categorical"   # module-choice KL: "categorical" (analytic, between the choice
     #                             distributions) or "sample" (Trace_ELBO's relaxed Monte Carlo)
-    merge_every: int = 25       # dynamics steps between checks for duplicated modules, whose
-    #                             less used copy is reset to the identity (0: never;
-    #                             pyro_vim.duplicates)
-    prior_octaves: int = -1     # octave features of positions in the selection prior: -1 derives
-    #                             them from image_size (finest period <= 4 px), 0 = raw positions
-    # -- training ----------------------------------------------------------------------------
+
+    def validate(self) -> "InferenceConfig":
+        if not (self.selection_scale == -1 or (
+                not isinstance(self.selection_scale, bool)
+                and isinstance(self.selection_scale, (int, float))
+                and 0 < self.selection_scale < math.inf)):
+            raise ValueError(f"VIMConfig.selection_scale must be a positive finite number of "
+                             f"pixels, or -1 (derived from the data's step), "
+                             f"got {self.selection_scale!r}")
+        _bools(self, ("straight_through",))
+        _choice(self, "test_choices", ("hard", "relaxed"))
+        _choice(self, "r_kl", ("sample", "categorical"))
+        return self
+
+
+@dataclass
+class ScheduleConfig:
+    """Optimisation (Appendix A.2): pre-training, curriculum, annealing, the trainer's
+    duplicate-merge step (a named part, :mod:`pyro_vim.duplicates`), evaluation, budget."""
     batch_size: int = 32
     lr: float = 1e-3
     steps: int = 800            # dynamics steps after pre-training (the cpu curve peaks near here)
@@ -187,124 +285,123 @@ class VIMConfig:
     z_kl_weight_start: float = 10.0   # poutine.scale on z_t: modules must explain motion first
     z_kl_weight_end: float = 1.0
     z_kl_anneal_steps: int = 1000
+    merge: str = "duplicates"   # the trainer's module-merge step: "duplicates" or "none"
+    merge_every: int = 25       # dynamics steps between two duplicate checks
     eval_every: int = 100
     eval_sequences: int = 32
     eval_seq_len: int = 10
-    seed: int = 0
-    extra: Dict[str, Any] = field(default_factory=dict)
-    # -- wall-clock budget (Table 1: every family trains for the same time) -------------------
     time_budget_s: float = 0.0  # training stops cleanly (checkpoint saved) after this many
     #                             seconds of training, summed over resumes (0: no budget)
 
-    def __post_init__(self):
-        self.validate()
-
-    # ------------------------------------------------------------------------------------------
-    def validate(self) -> "VIMConfig":
-        if isinstance(self.data, dict):
-            self.data = _data_from_dict(self.data)
-        if not isinstance(self.data, DataConfig):
-            raise ValueError(f"VIMConfig.data must be a DataConfig or a dict, got "
-                             f"{type(self.data).__name__}")
-        self.data.validate()
-        for kind in ("model", "prior", "guide"):
-            names = sorted(registry._TABLES[kind])
-            if getattr(self, kind) not in names:
-                raise ValueError(f"VIMConfig.{kind} must be one of {names} (the registered "
-                                 f"{kind}s), got {getattr(self, kind)!r}")
-        positive = ("image_size", "num_slots", "num_modules", "slot_dim",
-                    "encoder_channels", "encoder_kernel", "encoder_layers", "decoder_channels",
-                    "decoder_kernel", "decoder_layers", "module_hidden", "update_hidden",
-                    "keyquery_dim", "discovery_iters", "track_iters", "iterations", "batch_size",
-                    "seq_len_start", "seq_len_max", "seq_len_every", "eval_sequences")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"VIMConfig.{name} must be a positive int, got {value!r}")
-        if not (self.selection_scale == -1 or (
-                not isinstance(self.selection_scale, bool)
-                and isinstance(self.selection_scale, (int, float))
-                and 0 < self.selection_scale < math.inf)):
-            raise ValueError(f"VIMConfig.selection_scale must be a positive finite number of "
-                             f"pixels, or -1 (derived from the data's step), "
-                             f"got {self.selection_scale!r}")
-        for name in ("temperature", "sigma_x", "z0_scale", "z_pos_scale",
-                     "colour_sigma", "lr", "pretrain_lr", "clip_norm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 < value < math.inf:
-                raise ValueError(f"VIMConfig.{name} must be a positive finite number, "
-                                 f"got {value!r}")
-        for name in ("z_kl_weight_start", "z_kl_weight_end", "module_init_scale", "mask_extent"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0 <= value < math.inf:
-                raise ValueError(f"VIMConfig.{name} must be a non-negative finite number, "
-                                 f"got {value!r}")
+    def validate(self) -> "ScheduleConfig":
+        _positive_ints(self, ("batch_size", "seq_len_start", "seq_len_max", "seq_len_every",
+                              "eval_sequences"))
+        _non_negative_ints(self, ("steps", "pretrain_steps", "warmup_steps", "z_kl_anneal_steps",
+                                  "lr_half_life", "eval_every", "seq_len_increment"))
+        _numbers(self, ("lr", "pretrain_lr", "clip_norm"), low_open=True)
+        _numbers(self, ("z_kl_weight_start", "z_kl_weight_end"), low_open=False)
         if isinstance(self.eval_seq_len, bool) or not isinstance(self.eval_seq_len, int) \
                 or self.eval_seq_len < 2:
             raise ValueError(f"VIMConfig.eval_seq_len must be an int >= 2, "
                              f"got {self.eval_seq_len!r}")
         if isinstance(self.merge_every, bool) or not isinstance(self.merge_every, int) \
-                or self.merge_every < 0:
-            raise ValueError(f"VIMConfig.merge_every must be an int >= 0 (dynamics steps "
-                             f"between duplicate-module checks, 0: never), "
+                or self.merge_every < 1:
+            raise ValueError(f"VIMConfig.merge_every must be a positive int (dynamics steps "
+                             f"between duplicate-module checks; merge='none' turns them off), "
                              f"got {self.merge_every!r}")
-        if isinstance(self.prior_octaves, bool) or not isinstance(self.prior_octaves, int) \
-                or self.prior_octaves < -1:
-            raise ValueError(f"VIMConfig.prior_octaves must be an int >= -1 (-1: derived from "
-                             f"image_size, 0: raw positions), got {self.prior_octaves!r}")
-        if isinstance(self.decode_window, bool) or not isinstance(self.decode_window, int) \
-                or self.decode_window < 0 or self.decode_window == 1:
-            raise ValueError(f"VIMConfig.decode_window must be 0 (decode the whole frame) or an "
-                             f"int >= 2 (pixels), got {self.decode_window!r}")
-        if self.decode_window and not self.mask_extent:
-            raise ValueError("VIMConfig.decode_window needs local object masks (mask_extent > 0): "
-                             "without them every slot may explain any pixel")
-        if not isinstance(self.straight_through, bool):
-            raise ValueError(f"VIMConfig.straight_through must be a bool, got "
-                             f"{self.straight_through!r}")
-        for name in ("reseed", "hold_hidden", "reseed_median", "plan_lookahead"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"VIMConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.iteration_prior not in ("current", "start"):
-            raise ValueError(f"VIMConfig.iteration_prior must be 'current' or 'start', got "
-                             f"{self.iteration_prior!r}")
-        if self.test_choices not in ("hard", "relaxed"):
-            raise ValueError(f"VIMConfig.test_choices must be 'hard' or 'relaxed', got "
-                             f"{self.test_choices!r}")
-        if self.r_kl not in ("sample", "categorical"):
-            raise ValueError(f"VIMConfig.r_kl must be 'sample' or 'categorical', got "
-                             f"{self.r_kl!r}")
-        if self.background_colour not in BACKGROUND_COLOURS:
-            raise ValueError(f"VIMConfig.background_colour must be one of {BACKGROUND_COLOURS}, "
-                             f"got {self.background_colour!r}")
-        if self.slot_init not in SLOT_INITS:
-            raise ValueError(f"VIMConfig.slot_init must be one of {SLOT_INITS}, "
-                             f"got {self.slot_init!r}")
-        if not isinstance(self.freeze_perception, bool):
-            raise ValueError(f"VIMConfig.freeze_perception must be a bool, "
-                             f"got {self.freeze_perception!r}")
-        if isinstance(self.time_budget_s, bool) or not isinstance(
-                self.time_budget_s, (int, float)) or not 0 <= self.time_budget_s < math.inf:
-            raise ValueError(f"VIMConfig.time_budget_s must be a non-negative finite number of "
-                             f"seconds (0: no budget), got {self.time_budget_s!r}")
+        names = sorted(registry.MERGES)
+        if self.merge not in names:
+            raise ValueError(f"VIMConfig.merge must be one of {names} (the registered merge "
+                             f"steps), got {self.merge!r}")
+        _bools(self, ("freeze_perception",))
+        _numbers(self, ("time_budget_s",), low_open=False)
+        if self.seq_len_start < 2 or self.seq_len_max < self.seq_len_start:
+            raise ValueError("VIMConfig needs 2 <= seq_len_start <= seq_len_max")
+        return self
+
+
+#: Every named part at the paper's choice: its key-query prior and key-query selection
+#: posterior, Eq. 4's tracking by slot attention alone, no merge step, and Trace_ELBO's relaxed
+#: Monte Carlo module-choice term.  ``VIMConfig(**PAPER_PARTS)`` is the paper's program
+#: (tests/test_paper_program.py); the defaults add the mechanisms that docs/ measures.
+PAPER_PARTS = {"prior": "keyquery", "guide": "keyquery", "tracking": "paper", "merge": "none",
+               "r_kl": "sample", "straight_through": False, "test_choices": "hard"}
+#: The sections of a config, in the order they are written.
+SECTIONS = {"architecture": ArchitectureConfig, "perception": PerceptionConfig,
+            "inference": InferenceConfig, "schedule": ScheduleConfig}
+#: Every section field's flat name -> its section (``config.num_slots`` reads
+#: ``config.architecture.num_slots``).
+FLAT_NAMES = {f.name: section for section, cls in SECTIONS.items()
+              for f in dataclasses.fields(cls)}
+
+
+@dataclass
+class VIMConfig:
+    """One experiment: the parts chosen by name, the frame size, the seed and the sections.
+
+    ``VIMConfig(num_slots=5, data={"step": 2})`` and ``VIMConfig(architecture={"num_slots": 5})``
+    build the same config; every section field is an attribute of the config too."""
+    version: int = CONFIG_VERSION
+    # -- what is built: model family and its swappable parts (chosen by name) ---------------
+    model: str = "vim"
+    prior: str = "keyquery"          # module-selection prior: "keyquery" | "uniform"
+    guide: str = "slot_attention"    # variational guide: "slot_attention" | "keyquery"
+    image_size: int = 32
+    seed: int = 0
+    architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    extra: Dict[str, Any] = field(default_factory=dict)   # settings of other model families
+
+    def __post_init__(self):
+        self.validate()
+
+    def __getattr__(self, name: str):
+        # only called when ordinary lookup fails: a section field under its flat name
+        section = FLAT_NAMES.get(name)
+        if section is None:
+            raise AttributeError(f"'VIMConfig' object has no attribute {name!r}")
+        try:
+            return getattr(object.__getattribute__(self, section), name)
+        except AttributeError:
+            raise AttributeError(f"'VIMConfig' object has no attribute {name!r}") from None
+
+    def __setattr__(self, name: str, value):
+        section = FLAT_NAMES.get(name)
+        if section is not None:
+            setattr(getattr(self, section), name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------------------------------
+    def validate(self) -> "VIMConfig":
+        for name, cls in (*SECTIONS.items(), ("data", DataConfig)):
+            value = object.__getattribute__(self, name)
+            if isinstance(value, dict):
+                value = _section_from_dict(name, value)
+                object.__setattr__(self, name, value)
+            if not isinstance(value, cls):
+                raise ValueError(f"VIMConfig.{name} must be a {cls.__name__} or a dict, got "
+                                 f"{type(value).__name__}")
+            value.validate()
+        if self.version != CONFIG_VERSION:
+            raise ValueError(f"VIMConfig.version must be {CONFIG_VERSION} (older versions are "
+                             f"read by VIMConfig.from_dict), got {self.version!r}")
+        for kind in ("model", "prior", "guide"):
+            names = sorted(registry._TABLES[kind])
+            if getattr(self, kind) not in names:
+                raise ValueError(f"VIMConfig.{kind} must be one of {names} (the registered "
+                                 f"{kind}s), got {getattr(self, kind)!r}")
+        _positive_ints(self, ("image_size",))
+        _non_negative_ints(self, ("seed",))
         if not isinstance(self.extra, dict):
             raise ValueError(f"VIMConfig.extra must be a dict, got {type(self.extra).__name__}")
-        if self.decoder_kernel % 2 == 0 or self.encoder_kernel % 2 == 0:
-            raise ValueError("VIMConfig.encoder_kernel and decoder_kernel must be odd")
         if self.num_slots < self.data.num_objects:
             raise ValueError(
                 f"VIMConfig.num_slots ({self.num_slots}) must be >= data.num_objects "
                 f"({self.data.num_objects}): every object needs a slot")
-        if self.seq_len_start < 2 or self.seq_len_max < self.seq_len_start:
-            raise ValueError("VIMConfig needs 2 <= seq_len_start <= seq_len_max")
-        for name in ("steps", "pretrain_steps", "warmup_steps", "z_kl_anneal_steps",
-                     "lr_half_life",
-                     "eval_every", "seq_len_increment", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"VIMConfig.{name} must be a non-negative int, got {value!r}")
         return self
 
     def make_generator(self):
@@ -340,7 +437,7 @@ class VIMConfig:
         for -1 a third of the data's move (``data.step / 3``: 1 px for the paper's 3 px
         moves), so that the candidates of two different moves stay about three scales
         apart whatever the step (at 2 px moves and a 1 px scale the relaxed choice mixes in the
-        wrong candidates and the modules overshoot, BENCHMARKS.md).  Recorded videos
+        wrong candidates and the modules overshoot, docs/selection_scale.md).  Recorded videos
         (``data.name = "npz"``) declare no step: 1 px, as for the paper's data; set it to about
         a third of your objects' smallest move."""
         if self.selection_scale != -1:
@@ -373,30 +470,62 @@ class VIMConfig:
         return cls(**base)
 
     def replace(self, **changes) -> "VIMConfig":
-        """A copy with ``changes`` (validated); ``data`` may be a dict of data fields to change."""
-        changes = _migrate(changes)
-        data = changes.pop("data", None)
-        if isinstance(data, dict):
-            data = dataclasses.replace(self.data, **_check_data_keys(data))
-        return dataclasses.replace(self, data=copy.deepcopy(data or self.data), **changes)
+        """A validated copy with ``changes``: flat field names, or a section's name with a dict
+        of that section's fields to change (``replace(data={"step": 4}, num_slots=5)``)."""
+        d = self.to_dict()
+        for key, value in _group(_migrate(changes)).items():
+            if key in SECTIONS or key == "data":
+                if isinstance(value, dict):
+                    d[key].update(value)
+                else:
+                    d[key] = copy.deepcopy(value)
+            else:
+                d[key] = value
+        return type(self)(**d)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The config as nested plain data (sections as dicts), with its ``version``."""
         return dataclasses.asdict(self)
+
+    def flat_dict(self) -> Dict[str, Any]:
+        """``{key: value}`` with dotted keys for the sections (``architecture.num_slots``)."""
+        out: Dict[str, Any] = {}
+        for key, value in self.to_dict().items():
+            if key in SECTIONS or key == "data":
+                out.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                out[key] = value
+        return out
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "VIMConfig":
-        """Inverse of :meth:`to_dict`; also reads configs written before the ``data`` section
-        (top-level ``dataset`` and ``num_objects``)."""
+        """Inverse of :meth:`to_dict`.  A dict with a ``version`` older than
+        :data:`CONFIG_VERSION` is migrated (:func:`pyro_vim.migrations.migrate`); a dict without
+        one is a config of today's version, partial or flat, and every field it lacks takes
+        today's default.  A config saved before versions existed (a checkpoint or run folder of
+        an earlier commit) is read with :meth:`from_saved`."""
         if not isinstance(d, dict):
             raise TypeError(f"VIMConfig.from_dict expects a dict, got {type(d).__name__}")
-        d = _migrate(d)
-        for name, value in _BEFORE_FIELD.items():
-            d.setdefault(name, value)        # a config saved before the field existed
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        from .migrations import migrate
+        d = migrate(d) if "version" in d else dict(d)
+        d.pop("version", None)
+        known = {f.name for f in dataclasses.fields(cls)} | set(FLAT_NAMES) \
+            | set(_LEGACY_DATA_KEYS)
+        unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown VIMConfig fields: {unknown}")
         return cls(**d)
+
+    @classmethod
+    def from_saved(cls, d: Dict[str, Any]) -> "VIMConfig":
+        """A config that a checkpoint or run folder stored: without a ``version`` it was written
+        before versions existed (version 1), and the fields it lacks take the values that
+        reproduce what was trained then."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a saved config must be a dict, got {type(d).__name__}")
+        if "version" not in d:
+            d = {**d, "version": 1}
+        return cls.from_dict(d)
 
     def seq_len_at(self, step: int) -> int:
         """Length curriculum (Appendix A.2): +increment frames every ``seq_len_every`` steps."""
@@ -412,28 +541,56 @@ class VIMConfig:
         return float(start + frac * (end - start))
 
 
-
-def _accept_legacy_keywords(init):
-    """``VIMConfig(dataset=..., num_objects=...)``, as before the ``data`` section, still works."""
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
-        init(self, *args, **_migrate(kwargs))
-    return __init__
+_DATACLASS_INIT = VIMConfig.__init__
 
 
-VIMConfig.__init__ = _accept_legacy_keywords(VIMConfig.__init__)
+def _init(self, *args, **kwargs):
+    """``VIMConfig(num_slots=5, dataset="ood")``: flat section fields and the legacy top-level
+    ``dataset``/``num_objects`` keywords are sorted into their sections."""
+    kwargs = _group(_migrate(kwargs))
+    unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(VIMConfig)})
+    if unknown:
+        raise TypeError(f"unknown VIMConfig fields: {unknown} (python -m pyro_vim.run --keys "
+                        "lists them)")
+    _DATACLASS_INIT(self, *args, **kwargs)
 
 
-def _check_data_keys(d: Dict[str, Any]) -> Dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(DataConfig)}
+VIMConfig.__init__ = _init
+
+
+def _group(d: Dict[str, Any]) -> Dict[str, Any]:
+    """Move flat section fields (``num_slots``) and dotted keys (``architecture.num_slots``,
+    ``data.step``) into section dicts, merged with any section dict given."""
+    out: Dict[str, Any] = {}
+    sections: Dict[str, Dict[str, Any]] = {}
+    for key, value in d.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            if section not in SECTIONS and section != "data":
+                raise ValueError(f"unknown VIMConfig section {section!r} in {key!r} "
+                                 f"(sections: {sorted([*SECTIONS, 'data'])})")
+            sections.setdefault(section, {})[name] = value
+        elif key in FLAT_NAMES:
+            sections.setdefault(FLAT_NAMES[key], {})[key] = value
+        else:
+            out[key] = value
+    for section, fields_ in sections.items():
+        given = out.get(section)
+        if given is None:
+            out[section] = fields_
+        else:
+            base = dataclasses.asdict(given) if dataclasses.is_dataclass(given) else dict(given)
+            out[section] = {**base, **fields_}
+    return out
+
+
+def _section_from_dict(name: str, d: Dict[str, Any]):
+    cls = DataConfig if name == "data" else SECTIONS[name]
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise ValueError(f"unknown VIMConfig.data fields: {unknown} (known: {sorted(names)})")
-    return d
-
-
-def _data_from_dict(d: Dict[str, Any]) -> DataConfig:
-    return DataConfig(**_check_data_keys(dict(d)))
+        raise ValueError(f"unknown VIMConfig.{name} fields: {unknown} (known: {sorted(names)})")
+    return cls(**d)
 
 
 def _migrate(d: Dict[str, Any]) -> Dict[str, Any]:

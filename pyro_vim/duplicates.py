@@ -1,4 +1,6 @@
-"""Duplicate transition modules: find them, and free the copy (``VIMConfig.merge_every``).
+"""Duplicate transition modules: find them, and free the copy: the trainer's merge step
+(``VIMConfig.merge = "duplicates"``, every ``merge_every`` dynamics steps; ``"none"``: the
+paper's training, without it).
 
 With more modules than rules, a spare module can learn a copy of a rule's module.  The ELBO
 cannot tell: two modules that predict the same next state explain the frames equally well, and
@@ -25,8 +27,9 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 from .distributed import Context, all_reduce_sum
+from .registry import register_merge
 
-__all__ = ["find_duplicates", "reset_modules", "merge_duplicates"]
+__all__ = ["find_duplicates", "reset_modules", "merge_duplicates", "DuplicateMerge", "NoMerge"]
 
 
 @torch.no_grad()
@@ -105,3 +108,39 @@ def merge_duplicates(vim, frames: torch.Tensor, optimizer=None,
                 pairs[j] = -1                       # found by another rank
     reset_modules(vim, sorted(pairs), optimizer)
     return pairs
+
+
+@register_merge("duplicates")
+class DuplicateMerge:
+    """The trainer's merge step: every ``every`` dynamics steps from ``start`` on,
+    :func:`merge_duplicates` on the training batch."""
+
+    def __init__(self, every: int = 25, start: int = 0):
+        self.every, self.start = every, start
+
+    @classmethod
+    def from_config(cls, config) -> "DuplicateMerge":
+        return cls(config.merge_every, config.warmup_steps)
+
+    def due(self, dyn_step: int) -> bool:
+        """Whether dynamics step ``dyn_step`` (counted after pre-training) runs the check."""
+        return dyn_step >= self.start and dyn_step % self.every == 0
+
+    def __call__(self, vim, frames: torch.Tensor, optimizer=None,
+                 ctx: Context = None) -> Dict[int, int]:
+        return merge_duplicates(vim, frames, optimizer, ctx)
+
+
+@register_merge("none")
+class NoMerge:
+    """No merge step (the paper's training)."""
+
+    @classmethod
+    def from_config(cls, config) -> "NoMerge":
+        return cls()
+
+    def due(self, dyn_step: int) -> bool:
+        return False
+
+    def __call__(self, vim, frames, optimizer=None, ctx=None) -> Dict[int, int]:
+        return {}

@@ -50,18 +50,27 @@ class SlotAttentionGuide(PyroModule):
         return cls(config.slot_dim, hidden=config.update_hidden, key_dim=config.keyquery_dim,
                    scale_pixels=config.selection_scale_resolved, image_size=config.image_size)
 
-    def selection_logits(self, h, cand_pos, cand_feat, obs, dist2=None):
-        """(N, K, M) logits of q(r_t | h_{t-1}, x_t).  ``dist2`` (N, K, M): the squared distance
-        each candidate is scored by, instead of its own distance to the observed position (a
-        VIM-k planner that looks ahead passes the distance its best next module reaches)."""
+    def selection_logits(self, h, cand_pos, cand_feat, obs):
+        """(N, K, M) logits of q(r_t | h_{t-1}, x_t)."""
         query = torch.cat([obs.pos, obs.feat, obs.update], -1)
         keys = torch.cat([cand_pos, cand_feat], -1)
         logits = self.kq_gain * self.keyquery(query, keys)
         if self.position_score:
-            if dist2 is None:
-                dist2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
+            dist2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
             logits = logits - 0.5 * dist2 / self.tau.pow(2)
         return logits
+
+    def stay_logits(self, logits, cand_pos, obs):
+        """(N, K, 1) logit of "stay" for a VIM-k planner at inference: ``cand_pos`` (N, K, M + 1,
+        2) holds the M candidates and, last, the unchanged position.  "Stay" is the preferred
+        module re-scored by distance: it wins exactly when keeping the slot where it is lies
+        closer to the observation (the learned key-query term never saw an unchanged state, so
+        it may not veto it)."""
+        m = logits.shape[-1]
+        best = logits.argmax(-1, keepdim=True)
+        d2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
+        return logits.gather(-1, best) + 0.5 * (d2[..., :m].gather(-1, best)
+                                                - d2[..., m:]) / self.tau.pow(2)
 
     def update_posterior(self, h, mix_pos, mix_feat, obs, final: bool = True):
         """loc, scale of q(z_t | r_t, h_{t-1}, x_t) over the state (pos, feat).  ``final=False``

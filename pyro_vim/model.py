@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import registry, sites
+from .choices import ChoiceMixing
 from .config import VIMConfig
 from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
 from .handlers import UseMeans
@@ -116,10 +117,15 @@ class VIM(PyroModule):
         self.encoder = Encoder(c.encoder_channels, c.encoder_kernel, c.encoder_layers)
         self.slot_attention = SlotAttention(c.num_slots, c.encoder_channels, c.slot_dim,
                                             hidden_dim=c.update_hidden,
-                                            colour_sigma=c.colour_sigma, init=c.slot_init)
+                                            colour_sigma=c.colour_sigma, init=c.slot_init,
+                                            background=c.background_colour)
+        #: how the guide's perception follows the slots (:mod:`pyro_vim.tracking`)
+        self.tracking = registry.lookup("tracking", c.tracking).from_config(c)
         self.decoder = BroadcastDecoder(c.slot_dim, c.image_size, c.decoder_channels,
                                         c.decoder_kernel, c.decoder_layers,
-                                        extent=c.mask_extent * pixel)
+                                        extent=c.mask_extent * pixel, window=c.decode_window)
+        #: how a module choice r mixes the candidates (:mod:`pyro_vim.choices`)
+        self.choices = ChoiceMixing.from_config(c)
         self.transition = TransitionModules(c.num_modules, c.slot_dim, c.module_hidden,
                                             init_scale=c.module_init_scale * pixel)
         self.state_norm = nn.LayerNorm(c.slot_dim)
@@ -139,10 +145,6 @@ class VIM(PyroModule):
         self.register_buffer("z0_scale", torch.tensor(float(c.z0_scale)))
         self.register_buffer("z_pos_scale", torch.tensor(float(c.z_pos_scale) * pixel))
         self.z_kl_weight = 1.0
-        #: p(z_0 | c) computed by the guide, reused by the model of the same ELBO evaluation
-        #: (see :meth:`discovery`); ``share_discovery = False`` recomputes it
-        self.share_discovery = True
-        self._discovery_cache = None
         #: frames encoded / decoded at a time when no gradient is taken (0: all at once)
         self.chunk_frames = 16
 
@@ -196,9 +198,7 @@ class VIM(PyroModule):
         Returns loc, scale of z_0 and the slots' mean colours (used by the guide's tracking).
         """
         sa = self.slot_attention(context_features, self.pixels(context), self.grid,
-                                 iters=self.config.discovery_iters,
-                                 hold=self.config.hold_hidden,
-                                 background=self.config.background_colour)
+                                 iters=self.config.discovery_iters, hold=self.tracking.hold)
         loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
         return loc, self.z0_scale.expand(loc.shape), sa.colour
 
@@ -235,46 +235,17 @@ class VIM(PyroModule):
         return SlotState(mix_pos + z[..., :2], self.state_norm(mix_feat + z[..., 2:]))
 
     def observe(self, features, frame, h: SlotState, colour, iters: Optional[int] = None):
-        """Slot attention from h_{t-1} onto an encoded frame (N, HW, C): x̂^k_t of Eq. 4.
-
-        Occlusion: with ``config.hold_hidden`` a slot that wins almost no pixel keeps its
-        position and colour (:meth:`SlotAttention.step`), so it waits for its hidden object
-        instead of drifting onto another; with ``config.reseed`` a slot that duplicates another
-        (within a pixel, same colour), or with ``config.reseed_median`` one that holds the
-        frame's median colour (a second background), starts the step on the pixels no slot
-        explains, if there are any (:meth:`SlotAttention.reseed`), so an object hidden on the
-        context frame, or whose slot was lost, is picked up when it reappears."""
-        pixels, pos = self.pixels(frame), h.pos
-        if self.config.reseed:
-            pixel = 2.0 / (self.config.image_size - 1)
-            pos, colour, _ = self.slot_attention.reseed(pixels, self.grid, pos, colour, pixel,
-                                                        median=self.config.reseed_median)
-        return self.slot_attention(features, pixels, self.grid, pos=pos, feat=h.feat,
-                                   colour=colour, iters=iters or self.config.track_iters,
-                                   hold=self.config.hold_hidden)
+        """x̂^k_t of Eq. 4: the tracking policy's slot attention from h_{t-1} onto an encoded
+        frame (N, HW, C) (:mod:`pyro_vim.tracking`)."""
+        return self.tracking.observe(self.slot_attention, features, self.pixels(frame),
+                                     self.grid, h.pos, h.feat, colour,
+                                     iters or self.config.track_iters,
+                                     2.0 / (self.config.image_size - 1))
 
     def decode(self, pos: torch.Tensor, feat: torch.Tensor):
-        """Decode all (..., K) slots in one call: rgb (..., K, 3, H, W), logits (..., K, H, W)."""
-        lead = pos.shape[:-1]
-        s, window = self.config.image_size, self.config.decode_window
-        if window:       # the background slot over the frame, object slots in their windows
-            d = feat.shape[-1]
-            bg = self.decoder(pos[..., :1, :].reshape(-1, 2), feat[..., :1, :].reshape(-1, d),
-                              self.grid, local=torch.zeros(pos[..., 0, 0].numel(),
-                                                           dtype=torch.bool, device=pos.device))
-            obj = self.decoder(pos[..., 1:, :].reshape(-1, 2), feat[..., 1:, :].reshape(-1, d),
-                               self.grid, window=window)
-            k = lead[-1]
-            rgb = torch.cat([bg[0].reshape(*lead[:-1], 1, 3, s, s),
-                             obj[0].reshape(*lead[:-1], k - 1, 3, s, s)], -4)
-            logits = torch.cat([bg[1].reshape(*lead[:-1], 1, s, s),
-                                obj[1].reshape(*lead[:-1], k - 1, s, s)], -3)
-            return rgb, logits
-        local = torch.ones(lead, dtype=torch.bool, device=pos.device)
-        local[..., 0] = False                  # slot 0 is the background slot: not local
-        rgb, logits = self.decoder(pos.reshape(-1, 2), feat.reshape(-1, feat.shape[-1]),
-                                   self.grid, local=local.reshape(-1))
-        return rgb.reshape(*lead, 3, s, s), logits.reshape(*lead, s, s)
+        """Decode all (..., K) slots in one call: rgb (..., K, 3, H, W), logits (..., K, H, W);
+        slot 0 is the background slot, the others are objects (local masks)."""
+        return self.decoder.decode_slots(pos, feat, self.grid)
 
     @torch.no_grad()
     def render(self, slots: torch.Tensor) -> torch.Tensor:
@@ -323,11 +294,7 @@ class VIM(PyroModule):
         logits = select(cand_pos, cand_feat)
         r = pyro.sample(sites.r_site(t, i),
                         SafeRelaxedOneHotCategorical(self.temperature, logits=logits))
-        weights = r
-        if self.hard_choices:                 # the hard choice forward, r's gradient backward
-            hard = F.one_hot(r.argmax(-1), r.shape[-1]).to(r.dtype)
-            weights = hard + r - r.detach()
-        mix_pos, mix_feat = self.mix(weights, cand_pos, cand_feat)
+        mix_pos, mix_feat = self.mix(self.choices.weights(r, self.training), cand_pos, cand_feat)
         z_loc, z_scale = update_dist(mix_pos, mix_feat)
         with poutine.scale(scale=self.z_kl_weight):
             z = pyro.sample(sites.z_site(t, i), dist.Normal(z_loc, z_scale).to_event(1))
@@ -335,15 +302,8 @@ class VIM(PyroModule):
 
     @property
     def hard_choices(self) -> bool:
-        """Whether the candidates are mixed by the hard choice (the argmax of the relaxed sample
-        r, an exact categorical draw): in training with ``straight_through``, and in eval mode
-        unless ``test_choices="relaxed"``.  The paper samples r relaxed in training and uses
-        "the hard version during testing so that the variables are categorical" (Sec. 5.1).  A
-        relaxed sample of a confident posterior is nearly one-hot, but one of the near-uniform
-        prior at temperature 1 is not: mixing by it moved sampled futures by about half a step
-        in a blend of directions."""
-        return bool(self.config.straight_through
-                    or (not self.training and self.config.test_choices == "hard"))
+        """Whether the candidates are mixed by the hard choice now (:mod:`pyro_vim.choices`)."""
+        return self.choices.hard(self.training)
 
     def prior_step(self, t: int, h: SlotState, i: Optional[int] = None,
                    start_logits: Optional[torch.Tensor] = None) -> Step:
@@ -361,37 +321,29 @@ class VIM(PyroModule):
     def guide_step(self, t: int, h: SlotState, obs, i: Optional[int] = None,
                    final: bool = True, stay: bool = False) -> Step:
         """q(r_t | h_{t-1}, x_t) and q(z_t | h_{t-1}, r_t, x_t) from the slots' observation
-        ``obs`` of frame t (one slot-attention step from h_{t-1}, :meth:`observe`).
+        ``obs`` of frame t (:meth:`observe`), both the guide's (``self.posterior``).
 
         In a VIM-k transition every iteration compares its candidates with the same observed
         state (a planner in module space); only the ``final`` iteration's update moves the slot
-        onto the observation, earlier ones leave the position where the modules put it."""
-        def update(mix_pos, mix_feat):
-            if final:
-                return self.posterior.update_posterior(h, mix_pos, mix_feat, obs)
-            return self.posterior.update_posterior(h, mix_pos, mix_feat, obs, final=False)
+        onto the observation, earlier ones leave the position where the modules put it.
+        ``stay`` (inference only): the unchanged state is candidate M, scored by the guide's
+        ``stay_logits``."""
+        guide = self.posterior
 
         def select(cand_pos, cand_feat):
-            if not stay and not final and self.config.plan_lookahead:
-                # score module m by where the best module after it gets: (N, K, M, M, 2)
-                dpos, _ = self.transition(cand_pos, cand_feat)
-                ahead = cand_pos.unsqueeze(-2) + dpos
-                dist2 = (obs.pos[..., None, None, :] - ahead).pow(2).sum(-1).amin(-1)
-                return self.posterior.selection_logits(h, cand_pos, cand_feat, obs, dist2=dist2)
             if not stay:
-                return self.posterior.selection_logits(h, cand_pos, cand_feat, obs)
+                return guide.selection_logits(h, cand_pos, cand_feat, obs)
+            if not callable(getattr(guide, "stay_logits", None)):
+                raise ValueError(f"the guide {type(guide).__name__} has no stay_logits, so it "
+                                 "cannot score a 'stay' choice; infer with stay=False")
             m = self.config.num_modules
-            logits = self.posterior.selection_logits(h, cand_pos[..., :m, :],
-                                                     cand_feat[..., :m, :], obs)
-            # "stay" (candidate M) is the posterior's preferred module re-scored by distance: it
-            # wins exactly when keeping the slot where it is lies closer to the observation
-            # (the learned key-query term never saw an unchanged state, so it may not veto it)
-            best = logits.argmax(-1, keepdim=True)
-            d2 = (obs.pos.unsqueeze(-2) - cand_pos).pow(2).sum(-1)
-            tau2 = (self.config.selection_scale_resolved * 2.0 / (self.config.image_size - 1)) ** 2
-            stay_logit = logits.gather(-1, best) + 0.5 * (d2[..., :m].gather(-1, best)
-                                                          - d2[..., m:]) / tau2
-            return torch.cat([logits, stay_logit], -1)
+            logits = guide.selection_logits(h, cand_pos[..., :m, :], cand_feat[..., :m, :], obs)
+            return torch.cat([logits, guide.stay_logits(logits, cand_pos, obs)], -1)
+
+        def update(mix_pos, mix_feat):
+            if final:
+                return guide.update_posterior(h, mix_pos, mix_feat, obs)
+            return guide.update_posterior(h, mix_pos, mix_feat, obs, final=False)
 
         return self.transition_step(t, h, select, update, i, stay)
 
@@ -411,33 +363,16 @@ class VIM(PyroModule):
         return [None] if k == 1 else list(range(1, k + 1))
 
     def discovery(self, frames: torch.Tensor, features: Optional[torch.Tensor] = None):
-        """Sample ``z_0`` from p(z_0 | c), c = frames[:, 0] (the same distribution in the model
-        and the guide: the guide's q(z_0 | c) is the discovery model).  Returns h_0 and the slots'
-        mean colours.  Called inside the ``videos`` x ``slots`` plates."""
-        from_guide = features is not None
-        cached, self._discovery_cache = self._discovery_cache, None
-        key = self._discovery_key(frames) if self.share_discovery else None
-        if not from_guide and cached is not None and key is not None and cached[0] == key:
-            loc, scale, colour = cached[1]      # the guide's p(z_0 | c) on these very frames
-        else:
-            if features is None:
-                features = self.encoder(frames[:, 0])
-            loc, scale, colour = self.discover(features, frames[:, 0])
-            if from_guide and key is not None:
-                self._discovery_cache = (key, (loc, scale, colour))
+        """Sample ``z_0`` from p(z_0 | c), c = frames[:, 0]: slot attention on the context frame
+        (the same distribution in the model and the guide: the guide's q(z_0 | c) is the
+        discovery model).  ``features``: the context frame's encoding, when the caller has it
+        (the guide encodes every frame at once).  Returns h_0 and the slots' mean colours.
+        Called inside the ``videos`` x ``slots`` plates."""
+        if features is None:
+            features = self.encoder(frames[:, 0])
+        loc, scale, colour = self.discover(features, frames[:, 0])
         z0 = pyro.sample(sites.Z0, dist.Normal(loc, scale).to_event(1))
         return SlotState(z0[..., :2], z0[..., 2:]), colour
-
-    def _discovery_key(self, frames: torch.Tensor):
-        """What makes the guide's discovery valid for the model: the same frames tensor
-        (unchanged), the same parameter versions (no optimiser step in between) and the same
-        grad mode.  Discovery is deterministic (z_0's noise is sampled afterwards), so within
-        one ELBO evaluation the model's p(z_0 | c) equals the guide's q(z_0 | c) exactly; sharing
-        it removes the model's second encoder pass and slot attention on the context frame."""
-        params = (*self.encoder.parameters(), *self.slot_attention.parameters(),
-                  *self.state_norm.parameters(), self.z0_scale)
-        return (id(frames), frames.data_ptr(), frames._version, tuple(frames.shape),
-                torch.is_grad_enabled(), tuple(p._version for p in params))
 
     def model(self, frames: torch.Tensor, horizon: int = 0):
         """p(x, r, z | c) of Eq. 2; ``frames`` (N, T, 3, H, W) in [0, 1], c = frames[:, 0].
@@ -629,7 +564,7 @@ class VIM(PyroModule):
         ``prior=`` / ``guide=``."""
         from .checkpoint import load_checkpoint, load_model_state
         ckpt = load_checkpoint(path, map_location=map_location)
-        config = VIMConfig.from_dict(ckpt["config"])
+        config = VIMConfig.from_saved(ckpt["config"])
         custom = ckpt.get("custom_parts") or {}
         for kind, part in (("prior", prior), ("guide", guide)):
             if kind in custom and part is None:

@@ -69,6 +69,6 @@ def load_model(path: str, map_location="cpu", **parts):
     parts and the saved state."""
     from .checkpoint import load_checkpoint
     ckpt = load_checkpoint(path, map_location="cpu")
-    cls = registry.lookup("model", VIMConfig.from_dict(ckpt["config"]).model)
+    cls = registry.lookup("model", VIMConfig.from_saved(ckpt["config"]).model)
     return cls.load(path, map_location=map_location, **parts)
 

@@ -1,8 +1,9 @@
 """``key=value`` overrides of a :class:`~pyro_vim.config.VIMConfig` (Hydra-like, no dependency).
 
 ``apply_overrides(config, ["num_slots=5", "data.step=4", "prior=uniform"])`` returns a new,
-validated config.  Keys are field names, dotted for the ``data`` section; values are parsed by
-the field's type:
+validated config.  Keys are field names, dotted for the ``data`` section; a section's field may
+be written with its section too (``architecture.num_slots=5``).  Values are parsed by the
+field's type:
 
 * int / float: ``7``, ``1e-3``; bool: ``true``/``false`` (also ``yes``/``no``, ``1``/``0``);
 * str: as written; ``none``/``null`` for an optional field;
@@ -21,7 +22,7 @@ import json
 import typing
 from typing import Any, Dict, Iterable, List, Tuple
 
-from .config import DataConfig, VIMConfig
+from .config import FLAT_NAMES, SECTIONS, DataConfig, VIMConfig
 
 __all__ = ["parse_override", "parse_overrides", "apply_overrides", "config_keys"]
 
@@ -36,17 +37,27 @@ def _fields(cls) -> Dict[str, Any]:
 
 
 def config_keys() -> List[str]:
-    """Every settable key: top-level fields and ``data.<field>``."""
-    keys = [k for k in _fields(VIMConfig) if k != "data"]
+    """Every settable key: the top-level fields, every section field under its own name, and
+    ``data.<field>`` (a section field may also be written ``<section>.<field>``)."""
+    keys = [k for k in _fields(VIMConfig) if k not in SECTIONS and k not in ("data", "version")]
+    keys += [k for section in SECTIONS.values() for k in _fields(section)]
     return keys + [f"data.{k}" for k in _fields(DataConfig)]
 
 
 def _type_of(key: str):
-    if key.startswith("data."):
-        fields, name = _fields(DataConfig), key[len("data."):]
+    section, _, name = key.rpartition(".")
+    if section == "data":
+        fields = _fields(DataConfig)
+    elif section in SECTIONS:
+        fields = _fields(SECTIONS[section])
+    elif not section and name in FLAT_NAMES:
+        fields = _fields(SECTIONS[FLAT_NAMES[name]])
+    elif not section:
+        fields = {k: v for k, v in _fields(VIMConfig).items()
+                  if k not in SECTIONS and k not in ("data", "version")}
     else:
-        fields, name = _fields(VIMConfig), key
-    if "." in name or name not in fields or name == "data":
+        fields = {}
+    if name not in fields:
         close = difflib.get_close_matches(key, config_keys(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown config key {key!r}{hint} (python -m pyro_vim.run --keys "
@@ -143,11 +154,7 @@ def apply_overrides(config: VIMConfig, overrides) -> VIMConfig:
         parsed = dict(overrides)
     else:
         parsed = parse_overrides(overrides)
-    top = {k: v for k, v in parsed.items() if not k.startswith("data.")}
-    data = {k[len("data."):]: v for k, v in parsed.items() if k.startswith("data.")}
-    if data:
-        top["data"] = data
     try:
-        return config.replace(**top)
+        return config.replace(**parsed)
     except TypeError as e:      # a value of the wrong type reached the dataclass
         raise ValueError(f"bad override: {e}") from None

@@ -1,10 +1,11 @@
 """Name -> class tables of the swappable parts an experiment config names.
 
 ``VIMConfig.model`` picks a model family from :data:`MODELS`, ``VIMConfig.prior`` a
-module-selection prior from :data:`PRIORS` and ``VIMConfig.guide`` a variational guide from
-:data:`GUIDES`.  The library's own parts register themselves when :mod:`pyro_vim` is imported; a
-researcher's new part is registered the same way, and then a config (and a checkpoint) can name
-it::
+module-selection prior from :data:`PRIORS`, ``VIMConfig.guide`` a variational guide from
+:data:`GUIDES`, ``VIMConfig.tracking`` the guide's tracking policy from :data:`TRACKING` and
+``VIMConfig.merge`` the trainer's module-merge step from :data:`MERGES`.  The library's own
+parts register themselves when :mod:`pyro_vim` is imported; a researcher's new part is
+registered the same way, and then a config (and a checkpoint) can name it::
 
     from pyro_vim.registry import register_prior
 
@@ -22,8 +23,11 @@ from typing import Callable, Dict, Type
 MODELS: Dict[str, Type] = {}
 PRIORS: Dict[str, Type] = {}
 GUIDES: Dict[str, Type] = {}
+TRACKING: Dict[str, Type] = {}
+MERGES: Dict[str, Type] = {}
 
-_TABLES = {"model": MODELS, "prior": PRIORS, "guide": GUIDES}
+_TABLES = {"model": MODELS, "prior": PRIORS, "guide": GUIDES, "tracking": TRACKING,
+           "merge": MERGES}
 
 
 def _register(kind: str, name: str) -> Callable[[Type], Type]:
@@ -56,6 +60,18 @@ def register_prior(name: str):
 def register_guide(name: str):
     """Class decorator: make a guide available as ``VIMConfig(guide=name)``."""
     return _register("guide", name)
+
+
+def register_tracking(name: str):
+    """Class decorator: make a tracking policy of the guide's perception available as
+    ``VIMConfig(tracking=name)``."""
+    return _register("tracking", name)
+
+
+def register_merge(name: str):
+    """Class decorator: make a module-merge step of the trainer available as
+    ``VIMConfig(merge=name)``."""
+    return _register("merge", name)
 
 
 def name_of(kind: str, obj) -> str:

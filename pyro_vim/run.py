@@ -154,7 +154,7 @@ def _check_config(folder: str, config: VIMConfig) -> None:
     if not os.path.exists(path):
         return
     with open(path) as f:
-        saved = VIMConfig.from_dict(json.load(f))
+        saved = VIMConfig.from_saved(json.load(f))
     diff = config_differences(saved, config)
     if diff:
         fields = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())

@@ -28,6 +28,7 @@ from typing import Callable, Dict, Optional
 import pyro
 import torch
 
+from . import registry
 from .checkpoint import (
     CheckpointWriteError,
     check_config,
@@ -47,7 +48,6 @@ from .distributed import (
     from_env,
     gather_objects,
 )
-from .duplicates import merge_duplicates
 from .elbo import TermsELBO
 from .evaluate import evaluate_batch, identification, reconstruction_metrics
 from .models import build_model
@@ -354,15 +354,16 @@ class Trainer:
         return record
 
     def _merge_duplicates(self, frames, record) -> None:
-        """Every ``merge_every`` dynamics steps from ``warmup_steps`` on, reset modules that copy
-        another (:mod:`pyro_vim.duplicates`); the record gets ``merged`` = {copy: kept}."""
+        """The config's merge step (``config.merge``, :mod:`pyro_vim.duplicates`): by default
+        every ``merge_every`` dynamics steps from ``warmup_steps`` on, reset modules that copy
+        another; the record gets ``merged`` = {copy: kept}."""
         c = self.config
-        dyn_step = self.step - c.pretrain_steps
-        if not (c.merge_every and dyn_step >= c.warmup_steps and dyn_step % c.merge_every == 0
+        merge = registry.lookup("merge", c.merge).from_config(c)
+        if not (merge.due(self.step - c.pretrain_steps)
                 and isinstance(getattr(self.vim, "transition", None), TransitionModules)):
             return
         rng = rng_state()
-        merged = merge_duplicates(self.vim, frames, self.optimizer, self.dist)
+        merged = merge(self.vim, frames, self.optimizer, self.dist)
         set_rng_state(rng)      # the check never shifts training's random numbers
         if merged:
             record["merged"] = {str(k): v for k, v in merged.items()}

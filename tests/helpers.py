@@ -23,3 +23,18 @@ def tiny_config(**overrides) -> VIMConfig:
                 seq_len_start=3, seq_len_max=3, eval_every=2, eval_sequences=4, eval_seq_len=3)
     base.update(overrides)
     return VIMConfig(**base)
+
+
+def v1_dict(config: VIMConfig) -> dict:
+    """``config`` as a version-1 file held it (before 2026-12-07): one flat dict, no version,
+    the data section nested, the tracking policy and merge step as the flags of that time."""
+    flat = {k: v for k, v in config.flat_dict().items() if not k.startswith("data.")}
+    d = {key.rpartition(".")[2]: value for key, value in flat.items()}
+    d.pop("version"), d.pop("tracking"), d.pop("merge")
+    if config.tracking == "paper":
+        d["hold_hidden"] = d["reseed"] = False
+    if config.merge == "none":
+        d["merge_every"] = 0
+    d["plan_lookahead"] = False
+    d["data"] = config.to_dict()["data"]
+    return d

@@ -8,7 +8,7 @@ from pyro_vim.data import CompositionalRandomWalk, RandomWalk
 from pyro_vim.priors import KeyQueryPrior
 from pyro_vim.train import Trainer
 
-from .helpers import tiny_config
+from .helpers import tiny_config, v1_dict
 
 
 def test_defaults_name_the_papers_parts():
@@ -36,9 +36,9 @@ def test_config_values_reach_the_generator():
 
 
 def test_legacy_keywords_and_dicts_still_work():
-    old = {**VIMConfig().to_dict(), "dataset": "ood", "num_objects": 2}
+    old = {**v1_dict(VIMConfig()), "dataset": "ood", "num_objects": 2}
     del old["data"]
-    c = VIMConfig.from_dict(old)
+    c = VIMConfig.from_saved(old)
     assert c.data.name == "ood" and c.num_objects == 2 and c.dataset == "ood"
     assert VIMConfig(num_objects=2).data.num_objects == 2
     assert VIMConfig.preset("cpu", num_objects=2).data.num_objects == 2
@@ -89,3 +89,55 @@ def test_background_reaches_the_generator():
     assert gen.texture_seed == 4 and gen.background.std() > 0
     with pytest.raises(ValueError, match="data.background"):
         VIMConfig(data={"background": "plaid"})
+
+
+def test_config_is_in_sections_with_a_version():
+    from pyro_vim.config import CONFIG_VERSION, SECTIONS
+    c = VIMConfig()
+    d = c.to_dict()
+    assert d["version"] == CONFIG_VERSION
+    assert set(SECTIONS) == {"architecture", "perception", "inference", "schedule"}
+    assert d["architecture"]["num_slots"] == c.num_slots == c.architecture.num_slots
+    assert d["perception"]["tracking"] == "occlusion" and d["schedule"]["merge"] == "duplicates"
+    # flat names, dotted names and section dicts are the same field
+    assert VIMConfig(num_slots=5) == VIMConfig(architecture={"num_slots": 5}) \
+        == VIMConfig(**{"architecture.num_slots": 5})
+    c.num_slots = 6
+    assert c.architecture.num_slots == 6
+
+
+def test_a_partial_config_gets_todays_defaults():
+    assert VIMConfig.from_dict({}) == VIMConfig()
+    assert VIMConfig.from_dict({"num_slots": 5}) == VIMConfig(num_slots=5)
+    assert VIMConfig.from_dict({"perception": {"tracking": "paper"}}).reseed is True
+    assert VIMConfig.from_dict(VIMConfig(lr=3e-4).to_dict()) == VIMConfig(lr=3e-4)
+
+
+def test_every_past_version_has_a_migration():
+    from pyro_vim.config import CONFIG_VERSION
+    from pyro_vim.migrations import MIGRATIONS, migrate
+    assert sorted(MIGRATIONS) == list(range(1, CONFIG_VERSION))
+    # version 1: flat, with the flags of that time; fields it lacks take their old values
+    v1 = v1_dict(VIMConfig())
+    assert VIMConfig.from_saved(v1) == VIMConfig()
+    old = {k: v for k, v in v1.items() if k not in ("merge_every", "hold_hidden", "reseed",
+                                                     "reseed_median", "plan_lookahead")}
+    c = VIMConfig.from_saved(old)
+    assert (c.tracking, c.merge) == ("paper", "none")
+    held = VIMConfig.from_saved({**v1, "reseed": False})
+    assert held.tracking == "occlusion" and held.hold_hidden and not held.reseed
+    assert migrate({**v1, "version": 1})["version"] == CONFIG_VERSION
+    with pytest.raises(ValueError, match="unknown config version 99"):
+        VIMConfig.from_dict({"version": 99})
+    with pytest.raises(ValueError, match="unknown VIMConfig fields"):
+        VIMConfig.from_dict({"num_slotz": 3})
+
+
+def test_overrides_take_flat_and_sectioned_keys():
+    from pyro_vim.overrides import apply_overrides, config_keys
+    c = apply_overrides(VIMConfig(), ["num_slots=5", "perception.tracking=paper",
+                                      "schedule.merge=none", "data.step=2"])
+    assert (c.num_slots, c.tracking, c.merge, c.data.step) == (5, "paper", "none", 2)
+    assert "tracking" in config_keys() and "version" not in config_keys()
+    with pytest.raises(ValueError, match="unknown config key"):
+        apply_overrides(VIMConfig(), ["perception.num_slots=3"])

@@ -11,7 +11,7 @@ from pyro_vim import VIM, KeyQueryGuide, SafeRelaxedOneHotCategorical, UniformPr
 from pyro_vim.data import RandomWalk
 from pyro_vim.elbo import TermsELBO
 
-from .helpers import tiny_config
+from .helpers import tiny_config, v1_dict
 
 
 def frames_of(n=3, t=4, size=16, seed=0):
@@ -242,9 +242,9 @@ def test_prior_octaves_config_and_legacy_checkpoints():
     with pytest.raises(ValueError, match="prior_octaves"):
         VIMConfig(prior_octaves=1.5)
     # a config saved before the fields existed restores the model it trained
-    old = VIMConfig().to_dict()
+    old = v1_dict(VIMConfig())
     del old["prior_octaves"], old["r_kl"]
-    restored = VIMConfig.from_dict(old)
+    restored = VIMConfig.from_saved(old)
     assert restored.prior_octaves == 0 and restored.r_kl == "sample"
     raw = VIM(tiny_config(prior_octaves=0))
     assert raw.prior.attention.query[0].in_features == raw.config.state_dim
@@ -267,8 +267,8 @@ def test_selection_scale_is_a_third_of_the_data_step_unless_set():
     assert float(small.posterior.tau) == pytest.approx(2 / 3 * pixel)
     assert float(big.posterior.tau) == pytest.approx(4 / 3 * pixel)
     # a saved config that set the scale restores it whatever the step
-    old = VIMConfig(data={"step": 2}, selection_scale=1.0).to_dict()
-    assert VIMConfig.from_dict(old).selection_scale_resolved == 1.0
+    old = v1_dict(VIMConfig(data={"step": 2}, selection_scale=1.0))
+    assert VIMConfig.from_saved(old).selection_scale_resolved == 1.0
 
 
 def _wall_data(n, gen, bound=0.8, step=0.2):

@@ -583,7 +583,7 @@ class GSWM(PyroModule):
     def load(cls, path: str, map_location="cpu") -> "GSWM":
         from ..checkpoint import load_checkpoint, load_model_state
         ckpt = load_checkpoint(path, map_location=map_location)
-        model = cls(VIMConfig.from_dict(ckpt["config"]))
+        model = cls(VIMConfig.from_saved(ckpt["config"]))
         load_model_state(model, ckpt)
         return model
 

@@ -449,7 +449,7 @@ class SCOFF(PyroModule):
         """Rebuild the saved model (its config) with the saved state."""
         from ..checkpoint import load_checkpoint, load_model_state
         ckpt = load_checkpoint(path, map_location=map_location)
-        config = VIMConfig.from_dict(ckpt["config"])
+        config = VIMConfig.from_saved(ckpt["config"])
         if config.model != cls.family:
             raise ValueError(f"{path!r} holds a {config.model!r} model, not {cls.family!r}; "
                              "load it with pyro_vim.models.load_model")

@@ -35,9 +35,11 @@ OUTSIDE_LOGIT = -1.0e4
 
 class BroadcastDecoder(nn.Module):
     def __init__(self, slot_dim: int, image_size: int, channels: int = 32, kernel: int = 1,
-                 layers: int = 2, rel_scale: float = 0.25, extent: float = 0.0):
+                 layers: int = 2, rel_scale: float = 0.25, extent: float = 0.0,
+                 window: int = 0):
         super().__init__()
         self.image_size, self.kernel, self.rel_scale = image_size, kernel, rel_scale
+        self.window = int(window)   # object slots' decode window in pixels (0: the frame)
         self.extent = None
         if extent > 0:     # the object slots' mask extent e(feat), a softplus of a linear map
             self.extent = nn.Linear(slot_dim, 1)
@@ -66,6 +68,29 @@ class BroadcastDecoder(nn.Module):
         if window:
             return self._windowed(pos, feat, int(window), local)
         return self._decode(pos, feat, grid[None], self.image_size, local)
+
+    def decode_slots(self, pos: torch.Tensor, feat: torch.Tensor, grid: torch.Tensor):
+        """Decode slots (..., K, 2), (..., K, D) whose slot 0 is the background (decoded over the
+        frame, no extent term) and slots 1..K-1 objects (local masks; in their window when the
+        decoder has one): rgb (..., K, 3, H, W), logits (..., K, H, W)."""
+        lead, s, d = pos.shape[:-1], self.image_size, feat.shape[-1]
+        if self.window:
+            bg = self(pos[..., :1, :].reshape(-1, 2), feat[..., :1, :].reshape(-1, d), grid,
+                      local=torch.zeros(pos[..., 0, 0].numel(), dtype=torch.bool,
+                                        device=pos.device))
+            obj = self(pos[..., 1:, :].reshape(-1, 2), feat[..., 1:, :].reshape(-1, d), grid,
+                       window=self.window)
+            k = lead[-1]
+            rgb = torch.cat([bg[0].reshape(*lead[:-1], 1, 3, s, s),
+                             obj[0].reshape(*lead[:-1], k - 1, 3, s, s)], -4)
+            logits = torch.cat([bg[1].reshape(*lead[:-1], 1, s, s),
+                                obj[1].reshape(*lead[:-1], k - 1, s, s)], -3)
+            return rgb, logits
+        local = torch.ones(lead, dtype=torch.bool, device=pos.device)
+        local[..., 0] = False                  # slot 0 is the background slot: not local
+        rgb, logits = self(pos.reshape(-1, 2), feat.reshape(-1, d), grid,
+                           local=local.reshape(-1))
+        return rgb.reshape(*lead, 3, s, s), logits.reshape(*lead, s, s)
 
     def _decode(self, pos, feat, grid, size: int, local):
         """Rows decoded on their pixel coordinates ``grid`` (1 or B, size*size, 2)."""

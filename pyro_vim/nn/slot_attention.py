@@ -71,10 +71,14 @@ class SlotAttention(nn.Module):
     def __init__(self, num_slots: int, in_dim: int, slot_dim: int, hidden_dim: int = 64,
                  rel_scale: float = 0.5, pos_sharpness: float = 5.0, locality: float = 0.5,
                  colour_sigma: float = 0.15, init: str = "seeded", seed_length: float = 1.0,
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, background: str = "learned"):
         super().__init__()
         if init not in SLOT_INITS:
             raise ValueError(f"slot initialisation must be one of {SLOT_INITS}, got {init!r}")
+        if background not in BACKGROUND_COLOURS:
+            raise ValueError(f"background colour must be one of {BACKGROUND_COLOURS}, "
+                             f"got {background!r}")
+        self.background = background    # the seeded background slot's start (discovery)
         self.num_slots, self.slot_dim, self.eps = num_slots, slot_dim, eps
         self.rel_scale, self.pos_sharpness = rel_scale, pos_sharpness
         self.init, self.seed_length = init, seed_length
@@ -275,13 +279,14 @@ class SlotAttention(nn.Module):
     def forward(self, inputs: torch.Tensor, pixels: torch.Tensor, grid: torch.Tensor,
                 pos: Optional[torch.Tensor] = None, feat: Optional[torch.Tensor] = None,
                 colour: Optional[torch.Tensor] = None, iters: int = 3,
-                hold: bool = False, background: str = "learned") -> SlotAttentionOutput:
+                hold: bool = False, background: Optional[str] = None) -> SlotAttentionOutput:
         """inputs (N, HW, C) encoder features, pixels (N, HW, 3) the frame's colours.
 
         Starts from the initial slots when ``pos``/``feat``/``colour`` are None (``background``:
-        the seeded background slot's starting colour, :data:`BACKGROUND_COLOURS`); ``hold``: see
-        :meth:`step`.
+        the seeded background slot's starting colour, :data:`BACKGROUND_COLOURS`, by default the
+        one given at construction); ``hold``: see :meth:`step`.
         """
+        background = self.background if background is None else background
         x = self.norm_in(inputs)
         keys, values = self.to_k(x), self.to_v(x)
         if pos is None or feat is None:
