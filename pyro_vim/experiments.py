@@ -17,10 +17,12 @@ them; :mod:`pyro_vim.report` aggregates them.
   predictors) against VIM on Random Walk, K = 4 slots/object files, M = 5 modules/schemata, every
   run trained for the same wall-clock budget (``time_budget_s``); each run is scored by the Table 1
   reconstruction error over 5-frame sequences (:mod:`pyro_vim.baselines.table1`).
-* ``ablations``: the key-query module-selection prior vs a uniform prior, the slot-attention
-  guide (default) vs the paper's plain key-query guide, the analytic categorical module KL
-  (default) vs Trace_ELBO's Monte Carlo estimate on relaxed samples, and the prior's octave
-  position features (default) vs raw positions.
+* ``ablations``: the marked place of every option that is not the default: the key-query
+  module-selection prior vs a uniform prior, the slot-attention guide (default) vs the paper's
+  plain key-query guide, the analytic categorical module KL (default) vs Trace_ELBO's Monte
+  Carlo estimate on relaxed samples, the prior's octave position features (default) vs raw
+  positions, the occlusion tracking policy (default) vs the paper's, the duplicate-merge step
+  (default) vs none, and all parts at the paper's choice (``PAPER_PARTS``).
 * ``gswm`` (Sec. 5.2, Fig. 4): the compact G-SWM baseline (:mod:`pyro_vim.baselines.gswm`)
   trained on atomic Random Walk at the cpu preset's sizes, seeds 0-2; its held-out metrics are
   its own (reconstruction, MED, mask tracking error) and the "med" evaluation scores G-SWM's MED
@@ -29,7 +31,7 @@ them; :mod:`pyro_vim.report` aggregates them.
 
 ``module_count`` and ``ablations`` train on the cpu preset with a shorter schedule
 (:data:`SHORT_SCHEDULE`: 300 pre-training + 300 dynamics steps, about 9 minutes a run on one
-core) so that their 18 and 15 runs fit a working day on two cores; ``--set pretrain_steps=400
+core) so that their 18 and 24 runs fit a working day on two cores; ``--set pretrain_steps=400
 steps=800`` restores the preset's full schedule.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
-from .config import VIMConfig
+from .config import PAPER_PARTS, VIMConfig
 from .overrides import apply_overrides
 
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "transition_parameters",
@@ -165,12 +167,18 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
         "with the position score, the default, vs the paper's plain key-query selection), the "
         "module-choice KL (analytic between the categorical choices, the default, vs the Monte "
         "Carlo estimate on relaxed samples) and the prior's position input (octave features, "
-        "the default, vs raw coordinates), each changed alone from the default.",
+        "the default, vs raw coordinates), the guide's tracking policy (occlusion, the default, "
+        "vs the paper's slot attention alone) and the trainer's merge step (duplicates, the "
+        "default, vs none), each changed alone from the default; and every part at the "
+        "paper's choice at once (PAPER_PARTS).",
         settings=dict(SHORT_SCHEDULE),
         variants={"default": {}, "prior=uniform": {"prior": "uniform"},
                   "guide=keyquery": {"guide": "keyquery"},
                   "r_kl=sample": {"r_kl": "sample"},
-                  "prior_octaves=0": {"prior_octaves": 0}}),
+                  "prior_octaves=0": {"prior_octaves": 0},
+                  "tracking=paper": {"tracking": "paper"},
+                  "merge=none": {"merge": "none"},
+                  "paper_parts": dict(PAPER_PARTS)}),
     Experiment(
         "table1", "Table 1",
         "RIM and SCOFF (deterministic, teacher-forced next-frame predictors) vs VIM on Random "

@@ -20,6 +20,14 @@ The slot state is h = (pos, feat): an explicit 2-D position (normalised image co
 appearance features.  h_t = (pos_{t-1} + sum_m r_m dpos_m + z^pos,
 LayerNorm(feat_{t-1} + sum_m r_m dfeat_m + z^feat)), the paper's
 h_t = LayerNorm(h_{t-1} + z_t + f(h_{t-1}, r_t)) with the position kept out of the LayerNorm.
+
+Where the paper ends: every mechanism beyond it is a part chosen by name in the config, built
+here and called, never a flag read in :meth:`VIM._model` / :meth:`VIM._guide`: the selection
+prior (:mod:`pyro_vim.priors`), the guide with its selection scorer (:mod:`pyro_vim.guides`), the
+guide's tracking policy (:mod:`pyro_vim.tracking`), how choices mix the candidates
+(:mod:`pyro_vim.choices`) and the decoder's window (:mod:`pyro_vim.nn.decoder`); the trainer's
+merge step lives in :mod:`pyro_vim.duplicates`.  ``VIMConfig(**PAPER_PARTS)`` sets each part to
+the paper's choice.
 """
 from __future__ import annotations
 
@@ -347,6 +355,35 @@ class VIM(PyroModule):
 
         return self.transition_step(t, h, select, update, i, stay)
 
+    def prior_transition(self, t: int, h: SlotState) -> SlotState:
+        """h_{t-1} -> h_t under the prior: one :meth:`prior_step` (the paper's), or k of them in a
+        VIM-k (``config.iterations``).  With ``iteration_prior="start"`` every iteration's
+        choice is drawn from p(r | h_{t-1}), the first iteration's logits, so the k choices are
+        i.i.d. given h_{t-1}, as the compositional data's moves are (a prior per iteration can
+        fit the order of a diagonal module set, one shared prior cannot; docs/vim_k.md);
+        ``"current"`` scores each iteration's candidates from the state the previous one made."""
+        k = self.config.iterations
+        shared = k > 1 and self.config.iteration_prior == "start"
+        logits = None
+        for i in self.iterate(k):
+            step = self.prior_step(t, h, i, logits)
+            h = step.h
+            if shared and logits is None:
+                logits = step.logits
+        return h                                  # only the state after the last iteration
+
+    def guide_transition(self, t: int, h: SlotState, obs, k: int, stay: bool = False):
+        """h_{t-1} -> h_t under the guide, given the observation ``obs`` of frame t: k
+        :meth:`guide_step` iterations, the last of which moves the slot onto the observation.
+        Returns h_t and a :class:`StepRecord` per iteration."""
+        records = []
+        for i in self.iterate(k):
+            step = self.guide_step(t, h, obs, i, final=i is None or i == k, stay=stay)
+            h = step.h
+            records.append(StepRecord(step.logits, step.r, obs.pos, step.mix_pos,
+                                      self.state_norm(step.mix_feat)))
+        return h, records
+
     @contextlib.contextmanager
     def using_iterations(self, k: int):
         """Temporarily run the programs with ``k`` iterations per transition (e.g. a VIM-2
@@ -406,21 +443,11 @@ class VIM(PyroModule):
         n, t_len = frames.shape[:2]
         videos, slots = self.plates(n)
         with videos, slots:
-            h, _ = self.discovery(frames)
+            h, _ = self.discovery(frames)                     # z_0 ~ p(z_0 | c)
             states = [h]
-            k = self.config.iterations
             for t in pyro.markov(range(1, t_len + horizon)):
-                # iteration_prior="start": the k choices are i.i.d. given h_{t-1}.  A prior per
-                # iteration can fit the diagonal set's order (identity second); one shared prior
-                # cannot, which halves the module-choice KL's pull towards diagonal modules on
-                # 2-move compositions (BENCHMARKS.md, "Fig. 6: why VIM-2 finds diagonal modules")
-                shared, start = k > 1 and self.config.iteration_prior == "start", None
-                for i in self.iterate(k):
-                    step = self.prior_step(t, h, i, start)
-                    h = step.h
-                    if shared and start is None:      # iteration 1 scored h_{t-1}'s candidates
-                        start = step.logits
-                states.append(h)              # only the state after the last iteration
+                h = self.prior_transition(t, h)               # r_t, z_t ~ p(. | h_{t-1})
+                states.append(h)
 
         likelihood = self.likelihood(states)
         observed = SpatialGaussianMixture(likelihood.means[:, :t_len],
@@ -456,14 +483,9 @@ class VIM(PyroModule):
             h, colour = self.discovery(frames, features[:, 0])
             states, records = [h], []
             for t in pyro.markov(range(1, t_len)):
-                obs = self.observe(features[:, t], frames[:, t], h, colour)
+                obs = self.observe(features[:, t], frames[:, t], h, colour)   # x̂_t, Eq. 4
                 colour = obs.colour
-                per_iteration = []
-                for i in self.iterate(k):
-                    step = self.guide_step(t, h, obs, i, final=i is None or i == k, stay=stay)
-                    h = step.h
-                    per_iteration.append(StepRecord(step.logits, step.r, obs.pos, step.mix_pos,
-                                                    self.state_norm(step.mix_feat)))
+                h, per_iteration = self.guide_transition(t, h, obs, k, stay)  # r_t, z_t ~ q
                 states.append(h)
                 records.append(per_iteration)
         return states, records
