@@ -10,8 +10,6 @@ of sequence length T (4..20), slots K (2..8; the data keep min(3, K - 1) balls),
 each in a fresh process so that its
 peak resident memory is its own.  It prints each curve's least-squares slope (seconds per unit)
 and the ratio of the largest to the smallest value, whose linear expectation is given beside.
-``--compare-discovery`` times the step with the model's shared discovery (the guide's
-p(z_0 | c) reused by the model) against recomputing it, interleaved in one process.
 """
 import argparse
 import json
@@ -93,27 +91,6 @@ def scaling(args) -> dict:
     return curves
 
 
-def compare_discovery(config: VIMConfig, repeats: int, device: str) -> dict:
-    """Dynamics step with the shared discovery vs recomputed, interleaved (same process)."""
-    trainer = Trainer(config, device=device, progress=False)
-    offset = config.pretrain_steps + 10 ** 7
-    times = {True: [], False: []}
-    for share in (True, False):                  # warm-up both paths
-        trainer.vim.share_discovery = share
-        trainer.step = offset
-        trainer.train_step()
-    for _ in range(repeats):
-        for share in (True, False):
-            trainer.vim.share_discovery = share
-            trainer.step = offset
-            start = time.perf_counter()
-            trainer.train_step()
-            times[share].append(time.perf_counter() - start)
-    shared, recomputed = (sum(times[s]) / repeats for s in (True, False))
-    return {"shared_step_s": shared, "recomputed_step_s": recomputed,
-            "saving": 1 - shared / recomputed}
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=PRESETS, default="cpu")
@@ -125,7 +102,6 @@ def main(argv=None):
                    help="with --scaling: these curves only")
     p.add_argument("--max-points", type=int, default=None,
                    help="with --scaling: the first points of each curve only (smoke runs)")
-    p.add_argument("--compare-discovery", action="store_true")
     p.add_argument("--point", nargs=2, metavar=("KEY", "VALUE"), help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help="also write the result as JSON here")
     args = p.parse_args(argv)
@@ -137,15 +113,11 @@ def main(argv=None):
         print(json.dumps(result))
         return result
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    if args.scaling or args.compare_discovery:
+    if args.scaling:
         result = {"preset": args.preset, "device": args.device,
                   "threads": torch.get_num_threads(), "machine": machine}
-        if args.scaling:
-            args.threads = torch.get_num_threads()
-            result["scaling"] = scaling(args)
-        if args.compare_discovery:
-            result["discovery"] = compare_discovery(VIMConfig.preset(args.preset),
-                                                    args.repeats, args.device)
+        args.threads = torch.get_num_threads()
+        result["scaling"] = scaling(args)
         print(json.dumps(result, indent=1))
         if args.out:
             with open(args.out, "w") as fh:

@@ -20,7 +20,8 @@ def test_time_to_identification_smoke(tmp_path):
                                           "--set", "pretrain_steps=7", "data.step=2"]))
     assert result["curve"] and 0.0 <= result["curve"][-1]["accuracy"] <= 1.0
     assert result["num_modules"] == 5
-    assert result["config"]["pretrain_steps"] == 7 and result["config"]["data"]["step"] == 2
+    assert result["config"]["schedule"]["pretrain_steps"] == 7
+    assert result["config"]["data"]["step"] == 2
     assert len(result["curve"][-1]["module_translation_px"]) == 5
     point = result["curve"][-1]
     assert point["module_step_error_max"] >= 0 and len(point["rollout_error"]) == 2
@@ -48,13 +49,13 @@ def test_throughput_smoke():
 
 def test_throughput_scaling_smoke(tmp_path):
     result = load("throughput").main(["--scaling", "--only", "num_modules", "--max-points", "2",
-                                      "--repeats", "1", "--compare-discovery",
+                                      "--repeats", "1",
                                       "--out", str(tmp_path / "s.json")])
     curve = result["scaling"]["num_modules"]
     assert [pt["value"] for pt in curve["points"]] == [1, 2]
     assert all(pt["step_s"] > 0 and pt["peak_rss_mb"] > 0 for pt in curve["points"])
     assert curve["linear_ratio"] == 2 and curve["ratio_last_first"] > 0
-    assert result["discovery"]["shared_step_s"] > 0 and (tmp_path / "s.json").exists()
+    assert (tmp_path / "s.json").exists()
 
 
 def test_pyro_overhead_smoke():

@@ -123,10 +123,8 @@ def test_a_single_process_is_unchanged(monkeypatch):
     # in 37c9616; no occlusion tracking: added in 0953ce2) reproduce its losses
     trainer = Trainer(tiny_config(r_kl="sample", prior_octaves=0, hold_hidden=False,
                                   reseed=False), progress=False)
-    # the model's reuse of the guide's discovery (later than 08c2f4e) changes the loss by float
-    # rounding only (tests/test_shared_discovery.py checks it in float64); recomputing it
-    # reproduces the old computation bit for bit
-    trainer.vim.share_discovery = False
+    # the model computes its own discovery, as 08c2f4e did (a later cache that shared the
+    # guide's was removed on 2026-12-07), so the old computation is reproduced bit for bit
     losses = [trainer.train_step()["loss"] for _ in range(4)]
     # the losses of the same test before distributed training existed (commit 08c2f4e)
     assert losses == pytest.approx([7522.30810546875, 7379.708984375, 22831.951171875,
