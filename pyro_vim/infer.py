@@ -98,8 +98,10 @@ def _as_long_tensor(name: str, value, device) -> torch.Tensor:
 
 
 #: rows (one sample of one video) that :func:`predict`, :func:`counterfactual` and
-#: :func:`transfer` run through the guide and the model at a time: about 0.5 GB of working memory
-#: for the cpu preset at 32x32 with 14 frames (benchmarks/predict_memory.py)
+#: :func:`transfer` run through the guide and the model at a time: with the cpu preset at 32x32,
+#: 4 context frames and a horizon of 10, predict's peak RSS is 0.48 GB for 16 videos x 8 samples
+#: and 0.82 GB for 160 x 8, of which 0.34 GB is the returned futures
+#: (benchmarks/predict_memory.py, BENCHMARKS.md)
 MAX_BATCH = 64
 
 
