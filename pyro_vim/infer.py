@@ -22,24 +22,35 @@ Everything here is built from Pyro's effect handlers around the public ``vim.mod
 * :func:`transfer` recognises the rules in target videos and replays them on other objects
   (Sec. 5.3, Fig. 7).
 
+Memory: :func:`predict`, :func:`counterfactual` and :func:`transfer` run the guide and the model
+on at most ``max_batch`` (default :data:`MAX_BATCH`) rows at a time (a row is one sample of one
+video) and join the results, and the model decodes at most ``vim.decode_batch`` (video, frame)
+pairs per decoder call, so their working memory does not grow with videos x samples (what they
+return does, of course).  ``max_batch=None`` runs everything at once.
+
 Shapes: ``N`` videos, ``D`` context frames, ``H`` future steps, ``K`` slots, ``M`` modules,
 ``S`` image size, ``num_samples`` samples.  Positions are ``(x, y)`` = (column, row) in pixels.
 """
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 from pyro import poutine
+from pyro.distributions import TorchDistribution
+from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.trace_struct import Trace
 from torch.nn import functional as F
 
 from . import metrics, sites
+from .distributions import SpatialGaussianMixture
 from .handlers import UseMeans
 from .model import VIM
 
 __all__ = [
+    "MAX_BATCH",
     "predict",
     "match_predicted_slots",
     "prediction_metrics",
@@ -86,6 +97,112 @@ def _as_long_tensor(name: str, value, device) -> torch.Tensor:
     return torch.as_tensor(arr.astype(np.int64), device=device)
 
 
+#: rows (one sample of one video) that :func:`predict`, :func:`counterfactual` and
+#: :func:`transfer` run through the guide and the model at a time: with the cpu preset at 32x32,
+#: 4 context frames and a horizon of 10, predict's peak RSS is 0.48 GB for 16 videos x 8 samples
+#: and 0.82 GB for 160 x 8, of which 0.34 GB is the returned futures
+#: (benchmarks/predict_memory.py, BENCHMARKS.md)
+MAX_BATCH = 64
+
+
+def _check_max_batch(value) -> Optional[int]:
+    """``max_batch``: a positive int, or None for no limit (everything in one run)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < 1:
+        raise ValueError(f"max_batch must be a positive int (rows per run of the guide and the "
+                         f"model) or None, got {value!r}")
+    return int(value)
+
+
+def _row_chunks(rows: int, max_batch: Optional[int]):
+    """[start, stop) ranges of at most ``max_batch`` rows covering ``range(rows)``."""
+    step = rows if max_batch is None else max_batch
+    return [(a, min(rows, a + step)) for a in range(0, rows, step)]
+
+
+class _Rows:
+    """Join the per-chunk outputs (dicts of tensors whose first dim is the row) into tensors of
+    all ``rows`` rows, allocated once (no second copy as with a final ``torch.cat``)."""
+
+    def __init__(self, rows: int):
+        self.rows, self.out = rows, {}
+
+    def put(self, start: int, part: Dict[str, torch.Tensor]) -> None:
+        for key, value in part.items():
+            if start == 0 and value.shape[0] == self.rows:
+                self.out[key] = value                     # one chunk: the tensors themselves
+                continue
+            if key not in self.out:
+                self.out[key] = value.new_empty((self.rows, *value.shape[1:]))
+            self.out[key][start:start + value.shape[0]] = value
+
+
+class _JoinedDistribution(TorchDistribution):
+    """One site's distributions in the traces of several chunks of videos, joined along the
+    videos (the first dimension of the site's value): what the trace of one run over all videos
+    would hold, as far as ``log_prob`` (and ``sample``) go."""
+
+    arg_constraints: Dict[str, Any] = {}
+
+    def __init__(self, parts, sizes):
+        self.parts, self.sizes = list(parts), [int(n) for n in sizes]
+        batch_shape = self.parts[0].batch_shape
+        if len(batch_shape):
+            batch_shape = torch.Size([sum(self.sizes)]) + batch_shape[1:]
+        super().__init__(batch_shape, self.parts[0].event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.parts[0].support
+
+    def log_prob(self, value):
+        lps = [p.log_prob(v) for p, v in zip(self.parts, value.split(self.sizes, 0))]
+        return torch.cat(lps, 0) if len(self.batch_shape) else sum(lps)
+
+    def sample(self, sample_shape=torch.Size()):
+        return torch.cat([p.sample(sample_shape) for p in self.parts], len(sample_shape))
+
+
+def _join_traces(traces, sizes, args, kwargs) -> Trace:
+    """The traces of ``vim.model`` run on consecutive chunks of videos (``sizes`` videos each)
+    joined into one trace of all videos: every sample site's value concatenated along the videos,
+    its distribution a :class:`_JoinedDistribution`, its cached ``log_prob_sum`` the chunks' sum;
+    the ``videos`` plate of the total size.  It has no ``_RETURN`` node (the model's return
+    value, whose renders :func:`counterfactual` returns anyway)."""
+    if len(traces) == 1:
+        return traces[0]
+    total = sum(sizes)
+
+    def frames_of(stack):
+        return tuple(f._replace(size=total, full_size=total) if f.name == "videos" else f
+                     for f in stack)
+
+    joined = Trace(graph_type=traces[0].graph_type)
+    for name, first in traces[0].nodes.items():
+        node, parts = dict(first), [t.nodes[name] for t in traces]
+        if node["type"] == "sample":
+            if isinstance(node["fn"], _Subsample):
+                if name == "videos":
+                    node["fn"] = _Subsample(total, total, device=node["value"].device)
+                    node["value"] = torch.arange(total, device=node["value"].device)
+            else:
+                node["value"] = torch.cat([p["value"] for p in parts], 0)
+                node["fn"] = _JoinedDistribution([p["fn"] for p in parts], sizes)
+            node["cond_indep_stack"] = frames_of(node["cond_indep_stack"])
+            for key in ("log_prob", "unscaled_log_prob", "score_parts", "log_prob_sum"):
+                node.pop(key, None)
+            if all("log_prob_sum" in p for p in parts):
+                node["log_prob_sum"] = sum(p["log_prob_sum"] for p in parts)
+        elif name == "_INPUT":
+            node["args"], node["kwargs"] = args, kwargs
+        elif name == "_RETURN":
+            continue          # (states, likelihood): a joined copy would double the renders
+        joined.add_node(name, **node)
+    return joined
+
+
 # ------------------------------------------------------------------------------------------------
 # Handlers
 # ------------------------------------------------------------------------------------------------
@@ -108,8 +225,8 @@ def _run_model(handled_model, frames: torch.Tensor, horizon: int):
 # Sampled futures
 # ------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict(vim: VIM, context: torch.Tensor, horizon: int, num_samples: int = 8
-            ) -> Dict[str, torch.Tensor]:
+def predict(vim: VIM, context: torch.Tensor, horizon: int, num_samples: int = 8,
+            max_batch: Optional[int] = MAX_BATCH) -> Dict[str, torch.Tensor]:
     """Sample ``num_samples`` futures of ``horizon`` frames after each context video.
 
     The context (N, D, 3, S, S), D >= 1, is tiled ``num_samples`` times along the batch (sample
@@ -117,13 +234,21 @@ def predict(vim: VIM, context: torch.Tensor, horizon: int, num_samples: int = 8
     samples the posterior over the context's latents (``z_0`` and, for D > 1, ``r_1..r_{D-1}``,
     ``z_1..z_{D-1}``), and ``vim.model(context, horizon=horizon)`` is replayed against that trace,
     so the future module choices ``r_D..r_{D+H-1}`` and updates ``z_D..`` are drawn from the prior.
-    One guide run and one model run in all (faster than ``Predictive``'s run per sample).
+    One guide run and one model run per ``max_batch`` rows (faster than ``Predictive``'s run per
+    sample), so the working memory does not grow with N x num_samples.
+
+    Randomness: the rows are independent draws whatever ``max_batch`` is (every row's
+    distributions are the same; under :class:`UseMeans` the chunked result equals the unchunked
+    one), and the same seed and ``max_batch`` give the same futures.  The draws themselves depend
+    on ``max_batch`` unless it covers all N x num_samples rows (then they are those of one run).
 
     Args:
         vim: a :class:`~pyro_vim.model.VIM`.
         context: (N, D, 3, S, S) float frames in [0, 1] (a (N, 3, S, S) tensor is one frame).
         horizon: number H >= 1 of future frames.
         num_samples: number of futures per video.
+        max_batch: rows (one sample of one video) per run of the guide and the model, a
+            positive int (default :data:`MAX_BATCH`), or None to run all rows at once.
 
     Returns:
         A dict of tensors (on the model's device):
@@ -140,24 +265,32 @@ def predict(vim: VIM, context: torch.Tensor, horizon: int, num_samples: int = 8
     _check_vim(vim)
     horizon = _positive_int("horizon", horizon)
     num_samples = _positive_int("num_samples", num_samples)
+    max_batch = _check_max_batch(max_batch)
     context = _check_context(vim, context)
     n, d = context.shape[:2]
-    tiled = context.unsqueeze(0).expand(num_samples, *context.shape)
-    tiled = tiled.reshape(num_samples * n, *context.shape[1:])
-    guide_trace = poutine.trace(vim.guide).get_trace(tiled, horizon=horizon)
-    trace, states, _ = _run_model(poutine.replay(vim.model, trace=guide_trace), tiled, horizon)
-    r = _site_values(trace, [sites.r_site(t) for t in range(d, d + horizon)])       # (SN, H, K, M)
+    rows = num_samples * n
+    out = _Rows(rows)
+    for a, b in _row_chunks(rows, max_batch):
+        videos = torch.arange(a, b, device=context.device) % n      # row s * N + n is video n
+        out.put(a, _predict_rows(vim, context.index_select(0, videos), horizon))
+    return {key: value.reshape(num_samples, n, *value.shape[1:])
+            for key, value in out.out.items()}
 
-    def split(x):
-        return x.reshape(num_samples, n, *x.shape[1:])
 
+def _predict_rows(vim: VIM, rows: torch.Tensor, horizon: int) -> Dict[str, torch.Tensor]:
+    """:func:`predict` on context rows (B, D, 3, S, S), one guide and one model run: outputs
+    with the row first."""
+    d = rows.shape[1]
+    guide_trace = poutine.trace(vim.guide).get_trace(rows, horizon=horizon)
+    trace, states, _ = _run_model(poutine.replay(vim.model, trace=guide_trace), rows, horizon)
+    r = _site_values(trace, [sites.r_site(t) for t in range(d, d + horizon)])       # (B, H, K, M)
     return {
-        "frames": split(trace.nodes["future_frames"]["value"]),
-        "positions": split(trace.nodes["future_positions"]["value"]),
-        "masks": split(trace.nodes["future_masks"]["value"]),
-        "selections": split(r.argmax(-1)),
-        "selection_samples": split(r),
-        "context_positions": split(vim.to_pixels(states[d - 1].pos)),
+        "frames": trace.nodes["future_frames"]["value"],
+        "positions": trace.nodes["future_positions"]["value"],
+        "masks": trace.nodes["future_masks"]["value"],
+        "selections": r.argmax(-1),
+        "selection_samples": r,
+        "context_positions": vim.to_pixels(states[d - 1].pos),
     }
 
 
@@ -304,14 +437,9 @@ def module_condition(modules: torch.Tensor, start: int, num_modules: int,
     return {sites.r_site(start + j): onehot[:, j] for j in range(modules.shape[1])}
 
 
-def _slot_renders(likelihood) -> torch.Tensor:
-    """(N, T, K, 3, S, S): each slot's decoded rgb times its mask, on black."""
-    return likelihood.means * likelihood.masks.unsqueeze(-3)
-
-
 @torch.no_grad()
-def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: bool = False
-                   ) -> Dict[str, Any]:
+def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: bool = False,
+                   max_batch: Optional[int] = MAX_BATCH) -> Dict[str, Any]:
     """Roll the model forward from context frames, applying the chosen modules.
 
     ``modules[n, t, k] = m`` means "apply module m to slot k at future step t".  The guide infers
@@ -320,7 +448,8 @@ def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: boo
     ``r_{D}..r_{D+H-1}`` are conditioned with ``poutine.condition`` on the hard one-hot module
     choices.  By default the rollout is deterministic: every guide site takes its mean (hard mode
     for ``r``) and every future update ``z_{t}`` the mean of its prior (:class:`UseMeans`); with
-    ``sample_updates=True`` they are sampled.
+    ``sample_updates=True`` they are sampled.  The videos run ``max_batch`` at a time; the
+    deterministic rollout does not depend on it (up to float rounding).
 
     Args:
         vim: a :class:`~pyro_vim.model.VIM`.
@@ -328,18 +457,22 @@ def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: boo
         modules: int array / tensor (H, K) (the same for every video) or (N, H, K), values in
             [0, M).
         sample_updates: sample ``z`` (and the guide's ``r``) instead of taking means.
+        max_batch: videos per run of the guide and the model, a positive int (default
+            :data:`MAX_BATCH`), or None to run all videos at once.
 
     Returns:
         A dict: ``frames`` (N, H, 3, S, S), ``positions`` (N, H, K, 2) pixels, ``masks``
         (N, H, K, S, S), ``slot_renders`` (N, H, K, 3, S, S) each slot alone (rgb times mask on
         black), ``modules`` (N, H, K); the same on the last context frame as ``start_frame``
         (N, 3, S, S), ``start_positions`` (N, K, 2), ``start_masks``, ``start_slot_renders``;
-        ``trace`` (the conditioned model's :class:`pyro.poutine.Trace`) and ``log_density``
+        ``trace`` (the conditioned model's :class:`pyro.poutine.Trace`; with several chunks,
+        their traces joined along the videos, without the ``_RETURN`` node) and ``log_density``
         (its ``log_prob_sum()``, finite).
     """
     _check_vim(vim)
     if not isinstance(sample_updates, bool):
         raise TypeError(f"sample_updates must be a bool, got {sample_updates!r}")
+    max_batch = _check_max_batch(max_batch)
     context = _check_context(vim, context)
     n, d = context.shape[:2]
     c = vim.config
@@ -354,6 +487,24 @@ def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: boo
         raise ValueError(f"modules must be module indices in [0, {c.num_modules}), got values "
                          f"in [{mods.min().item()}, {mods.max().item()}]")
     horizon = mods.shape[1]
+    out, traces, sizes = _Rows(n), [], []
+    for a, b in _row_chunks(n, max_batch):
+        part, trace = _counterfactual_rows(vim, context[a:b], mods[a:b], sample_updates)
+        out.put(a, part)
+        traces.append(trace)
+        sizes.append(b - a)
+    trace = _join_traces(traces, sizes, (context,), {"horizon": horizon})
+    keys = ("frames", "positions", "masks", "slot_renders")
+    return {**{k: out.out[k] for k in keys}, "modules": mods,
+            **{k: v for k, v in out.out.items() if k not in keys},
+            "trace": trace, "log_density": trace.log_prob_sum()}
+
+
+def _counterfactual_rows(vim: VIM, context: torch.Tensor, mods: torch.Tensor,
+                         sample_updates: bool):
+    """:func:`counterfactual` on a chunk of videos: (outputs with the video first, trace)."""
+    d, horizon = context.shape[1], mods.shape[1]
+    c = vim.config
     guide = vim.guide
     if not sample_updates:
         context_sites = [f(t) for t in range(1, d) for f in (sites.r_site, sites.z_site)]
@@ -364,20 +515,23 @@ def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: boo
     if not sample_updates:
         model = UseMeans([sites.z_site(t) for t in range(d, d + horizon)])(model)
     trace, states, likelihood = _run_model(model, context, horizon)
-    renders = _slot_renders(likelihood)                                  # (N, D+H, K, 3, S, S)
-    return {
+    trace.log_prob_sum()               # cached in every site, so a joined trace sums the chunks
+    start = SpatialGaussianMixture(likelihood.means[:, d - 1], likelihood.mask_logits[:, d - 1],
+                                   likelihood.scale)        # the last context frame only
+    start_masks = start.masks
+    start_renders = start.means * start_masks.unsqueeze(-3)
+    future_masks = trace.nodes["future_masks"]["value"]
+    part = {
         "frames": trace.nodes["future_frames"]["value"],
         "positions": trace.nodes["future_positions"]["value"],
-        "masks": trace.nodes["future_masks"]["value"],
-        "slot_renders": renders[:, d:],
-        "modules": mods,
-        "start_frame": likelihood.mean[:, d - 1],
+        "masks": future_masks,
+        "slot_renders": likelihood.means[:, d:] * future_masks.unsqueeze(-3),
+        "start_frame": start_renders.sum(-4),
         "start_positions": vim.to_pixels(states[d - 1].pos),
-        "start_masks": likelihood.masks[:, d - 1],
-        "start_slot_renders": renders[:, d - 1],
-        "trace": trace,
-        "log_density": trace.log_prob_sum(),
+        "start_masks": start_masks,
+        "start_slot_renders": start_renders,
     }
+    return part, trace
 
 
 @torch.no_grad()
@@ -446,7 +600,8 @@ def module_translations(vim: VIM, states) -> torch.Tensor:
 
 
 @torch.no_grad()
-def transfer(vim: VIM, target: torch.Tensor, source_frame: torch.Tensor) -> Dict[str, Any]:
+def transfer(vim: VIM, target: torch.Tensor, source_frame: torch.Tensor,
+             max_batch: Optional[int] = MAX_BATCH) -> Dict[str, Any]:
     """Dynamics transfer (Sec. 5.3): recognise the rules in ``target`` videos, replay them on the
     objects of ``source_frame``.
 
@@ -456,11 +611,15 @@ def transfer(vim: VIM, target: torch.Tensor, source_frame: torch.Tensor) -> Dict
     (:func:`counterfactual`).  ``source_frame`` should hold known objects at the target's frame-0
     positions (e.g. ``RandomWalk().render(positions)``): each target slot hands its choices to the
     source slot nearest to it on frame 0 (one-to-one; slot 0, the background slot, to slot 0).
+    The videos are transferred ``max_batch`` at a time (the result does not depend on it, up to
+    float rounding).
 
     Args:
         vim: a trained :class:`~pyro_vim.model.VIM`.
         target: (N, T, 3, S, S) frames in [0, 1], T >= 2.
         source_frame: (N, 3, S, S) frames in [0, 1].
+        max_batch: videos per chunk (inference on the targets and rollouts), a positive int
+            (default :data:`MAX_BATCH`), or None to run all videos at once.
 
     Returns:
         ``frames`` (N, T-1, 3, S, S) and ``positions`` (N, T-1, K, 2) (pixels) of the transferred
@@ -469,15 +628,25 @@ def transfer(vim: VIM, target: torch.Tensor, source_frame: torch.Tensor) -> Dict
         (N, K): the target slot whose choices each source slot replays.
     """
     _check_vim(vim)
+    max_batch = _check_max_batch(max_batch)
     target = vim.check_frames(target, min_frames=2)
     source = _check_context(vim, source_frame)
     if source.shape[1] != 1 or source.shape[0] != target.shape[0]:
         raise ValueError(f"source_frame must be (N, 3, S, S) with N={target.shape[0]} (one "
                          f"frame per target video), got {tuple(source_frame.shape)}")
+    n = target.shape[0]
+    out = _Rows(n)
+    for a, b in _row_chunks(n, max_batch):
+        out.put(a, _transfer_videos(vim, target[a:b], source[a:b]))
+    return out.out
+
+
+def _transfer_videos(vim: VIM, target: torch.Tensor, source: torch.Tensor) -> Dict[str, Any]:
+    """:func:`transfer` on a chunk of videos (checked), in one run each."""
     n, k = target.shape[0], vim.config.num_slots
-    inferred = vim.infer(target)
+    inferred = vim.infer(target, decode=False)
     choices = inferred["selections"]                                        # (N, T-1, K)
-    start = counterfactual(vim, source, choices[:, :1])["start_positions"]  # (N, K, 2)
+    start = counterfactual(vim, source, choices[:, :1], max_batch=None)["start_positions"]
     slot_map = torch.zeros(n, k, dtype=torch.long, device=choices.device)
     if k > 1:
         cost = torch.cdist(start[:, 1:], inferred["positions"][:, 0, 1:]).cpu().numpy()
@@ -485,7 +654,7 @@ def transfer(vim: VIM, target: torch.Tensor, source_frame: torch.Tensor) -> Dict
             rows, cols = metrics.linear_sum_assignment(cost[v])
             slot_map[v, 1 + torch.as_tensor(rows)] = 1 + torch.as_tensor(cols).to(slot_map)
     modules = torch.gather(choices, 2, slot_map[:, None].expand_as(choices))
-    out = counterfactual(vim, source, modules)
+    out = counterfactual(vim, source, modules, max_batch=None)
     return {"frames": out["frames"], "positions": out["positions"],
             "start_positions": out["start_positions"], "modules": modules,
             "slot_map": slot_map}

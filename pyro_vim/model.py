@@ -155,6 +155,10 @@ class VIM(PyroModule):
         self.z_kl_weight = 1.0
         #: frames encoded / decoded at a time when no gradient is taken (0: all at once)
         self.chunk_frames = 16
+        #: (video, frame) pairs decoded in one decoder call when no gradient is taken (0: no
+        #: limit): the decoder's activations grow with videos x frames x slots x pixels x
+        #: channels, and this bounds them for many videos as well as long ones
+        self.decode_batch = 64
 
     # ------------------------------------------------------------------ validation
     def check_frames(self, frames, min_frames: int = 2) -> torch.Tensor:
@@ -264,19 +268,39 @@ class VIM(PyroModule):
 
     def likelihood(self, states: List[SlotState]) -> SpatialGaussianMixture:
         """The spatial mixture of every frame's decoded slots.  Without gradients (evaluation,
-        prediction) the frames are decoded :attr:`chunk_frames` at a time, which bounds the
-        decoder's activations for long videos; the result is the same up to float rounding."""
+        prediction) the frames are decoded :attr:`chunk_frames` at a time and at most
+        :attr:`decode_batch` (video, frame) pairs per call (:meth:`decode_blocks`), which bounds
+        the decoder's activations for long videos and for many videos; the result is the same
+        up to float rounding."""
         pos = torch.stack([h.pos for h in states], 1)      # (N, T, K, 2)
         feat = torch.stack([h.feat for h in states], 1)
-        chunk = self.chunk_frames
-        if torch.is_grad_enabled() or not chunk or pos.shape[1] <= chunk:
+        if torch.is_grad_enabled():
             rgb, logits = self.decode(pos, feat)
         else:
-            parts = [self.decode(pos[:, i:i + chunk], feat[:, i:i + chunk])
-                     for i in range(0, pos.shape[1], chunk)]
-            rgb = torch.cat([p[0] for p in parts], 1)
-            logits = torch.cat([p[1] for p in parts], 1)
+            rgb, logits = self.decode_blocks(pos, feat, self.chunk_frames)
         return SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
+
+    def decode_blocks(self, pos: torch.Tensor, feat: torch.Tensor, frames: int = 0):
+        """:meth:`decode` of (N, T, K) slot states in blocks of at most ``frames`` frames of each
+        video (0: all) and at most :attr:`decode_batch` (video, frame) pairs in all, so that the
+        decoder's activations stay bounded however many videos and frames there are.  Returns
+        rgb (N, T, K, 3, H, W) and logits (N, T, K, H, W), the same as one call up to float
+        rounding (every pair is decoded on its own)."""
+        n, t = pos.shape[:2]
+        frames = min(frames or t, self.decode_batch or t, t)
+        videos = max(1, self.decode_batch // frames) if self.decode_batch else n
+        if frames >= t and videos >= n:
+            return self.decode(pos, feat)
+        rgb = logits = None
+        for i in range(0, t, frames):
+            for v in range(0, n, videos):
+                block = (slice(v, v + videos), slice(i, i + frames))
+                part_rgb, part_logits = self.decode(pos[block], feat[block])
+                if rgb is None:
+                    rgb = part_rgb.new_empty((n, t, *part_rgb.shape[2:]))
+                    logits = part_logits.new_empty((n, t, *part_logits.shape[2:]))
+                rgb[block], logits[block] = part_rgb, part_logits
+        return rgb, logits
 
     # ------------------------------------------------------------------ the Pyro program
     def plates(self, n: int):
@@ -457,9 +481,12 @@ class VIM(PyroModule):
                 pyro.sample(sites.X, _lift(observed), obs=frames.unsqueeze(1))
         if horizon:
             pos = self.to_pixels(torch.stack([h.pos for h in states[t_len:]], 1))
+            future = SpatialGaussianMixture(likelihood.means[:, t_len:],
+                                            likelihood.mask_logits[:, t_len:], likelihood.scale)
+            masks = future.masks                  # the future frames only, softmax taken once
             for name, value in (("future_positions", pos),
-                                ("future_frames", likelihood.mean[:, t_len:]),
-                                ("future_masks", likelihood.masks[:, t_len:])):
+                                ("future_frames", (masks.unsqueeze(-3) * future.means).sum(-4)),
+                                ("future_masks", masks)):
                 pyro.deterministic(name, value, event_dim=value.dim())
         return states, likelihood
 
@@ -519,6 +546,7 @@ class VIM(PyroModule):
         module brings it closer to the observation (choice index M).
 
         ``chunk``: frames encoded and decoded at a time (bounds memory for long videos; the
+        decoder also takes at most :attr:`decode_batch` (video, frame) pairs per call; the
         results are the same up to float rounding).
 
         ``decode=False`` skips the decoder: no ``masks`` and ``recon`` (for callers that need
@@ -546,7 +574,7 @@ class VIM(PyroModule):
         feat = torch.stack([h.feat for h in states], 1)
         masks, recon = [], []              # decoded ``chunk`` frames at a time (bounded memory)
         for i in range(0, pos.shape[1] if decode else 0, chunk):
-            rgb, logits = self.decode(pos[:, i:i + chunk], feat[:, i:i + chunk])
+            rgb, logits = self.decode_blocks(pos[:, i:i + chunk], feat[:, i:i + chunk], chunk)
             mixture = SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
             masks.append(mixture.masks)
             recon.append(mixture.mean)

@@ -127,6 +127,15 @@ def test_memory_smoke(tmp_path):
     assert json.loads((tmp_path / "mem.json").read_text()) == result
 
 
+def test_predict_memory_smoke(tmp_path):
+    result = load("predict_memory").main([
+        "--videos", "2", "--samples", "3", "--context", "1", "--horizon", "1",
+        "--image-size", "16", "--max-batch", "2", "--json", str(tmp_path / "p.json")])
+    (row,) = result["rows"]
+    assert row["videos"] == 2 and row["samples"] == 3 and row["peak_rss_gb"] > 0, row
+    assert json.loads((tmp_path / "p.json").read_text()) == result
+
+
 def test_gpu_benchmark_smoke_on_cpu(tmp_path):
     bench = load("gpu")
     result = bench.main(bench.parse_args([

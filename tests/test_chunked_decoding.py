@@ -68,3 +68,29 @@ def test_training_decodes_whole_videos(vim_and_frames):
     vim.decode = lambda pos, feat: calls.append(pos.shape[1]) or decode(pos, feat)
     vim._model(torch.from_numpy(frames))
     assert calls == [frames.shape[1]]
+
+
+def test_decoding_in_blocks_of_videos_equals_whole(vim_and_frames):
+    """Without gradients the decoder takes at most ``decode_batch`` (video, frame) pairs."""
+    vim, frames = vim_and_frames
+    vim.decode_batch = 0
+    whole = run_model(vim, frames, 0)
+    calls = []
+    decode = vim.decode
+    vim.decode = lambda pos, feat: calls.append(pos.shape[:2]) or decode(pos, feat)
+    vim.decode_batch = 5
+    for chunk in (0, 2):                  # 7 frames: blocks of 5 frames x 1 video, 2 x 2 videos
+        calls.clear()
+        blocks = run_model(vim, frames, chunk)
+        assert calls and all(v * t <= 5 for v, t in calls), calls
+        assert sum(v * t for v, t in calls) == frames.shape[0] * frames.shape[1]
+        assert torch.allclose(whole.means, blocks.means, atol=1e-6)
+        assert torch.allclose(whole.mask_logits, blocks.mask_logits, atol=1e-5)
+    vim.decode_batch = 0
+    whole_infer = vim.infer(torch.from_numpy(frames), chunk=3)
+    vim.decode_batch = 4
+    calls.clear()
+    blocks_infer = vim.infer(torch.from_numpy(frames), chunk=3)
+    assert all(v * t <= 4 for v, t in calls), calls
+    for key in ("masks", "recon"):
+        assert torch.allclose(whole_infer[key], blocks_infer[key], atol=1e-5), key

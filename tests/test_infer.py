@@ -1,5 +1,6 @@
 """pyro_vim.infer: sampled futures, counterfactual rollouts, module rollouts, their metrics."""
 import numpy as np
+import pyro
 import pytest
 import torch
 from pyro import poutine
@@ -318,3 +319,84 @@ def test_infer_in_time_chunks_gives_the_same_results():
         assert torch.allclose(whole[key].float(), chunked[key].float(), atol=1e-5), key
     with pytest.raises(ValueError, match="chunk must be a positive int"):
         vim.infer(frames, chunk=0)
+
+
+# ------------------------------------------------------------------- chunks of videos x samples
+def _assert_same(a, b, keys=None, atol=1e-5):
+    for key in keys or a:
+        if isinstance(a[key], torch.Tensor):
+            assert a[key].shape == b[key].shape, key
+            torch.testing.assert_close(a[key], b[key], atol=atol, rtol=1e-5, msg=key)
+
+
+def test_predict_in_chunks_equals_one_run_under_means(vim, frames):
+    """Every row's distributions are the same however the rows are chunked: with every latent
+    at its mean / mode (deterministic) the chunked futures equal the one-run futures."""
+    with UseMeans():
+        whole = predict(vim, frames[:, :2], horizon=3, num_samples=3, max_batch=None)
+        for max_batch in (1, 2, 4):                   # 9 rows: uneven last chunks
+            chunked = predict(vim, frames[:, :2], horizon=3, num_samples=3, max_batch=max_batch)
+            assert list(chunked) == list(whole)
+            _assert_same(whole, chunked)
+            assert torch.equal(whole["selections"], chunked["selections"])
+    assert whole["frames"].shape == (3, frames.shape[0], 3, 3, S, S)
+
+
+def test_predict_in_chunks_is_reproducible_and_samples_alike(vim, frames):
+    def run(seed, max_batch, **kw):
+        pyro.set_rng_seed(seed)
+        return predict(vim, frames[:1, :2], max_batch=max_batch, **kw)
+
+    a, b = run(1, 5, horizon=2, num_samples=4), run(1, 5, horizon=2, num_samples=4)
+    _assert_same(a, b, atol=0)
+    assert a["frames"].shape == (4, 1, 2, 3, S, S)
+    # a chunk that holds every row draws exactly what one run draws
+    _assert_same(run(2, 4, horizon=2, num_samples=4), run(2, None, horizon=2, num_samples=4),
+                 atol=0)
+    # chunked draws come from the same distribution: module frequencies agree
+    freq = [np.bincount(run(3, mb, horizon=2, num_samples=64)["selections"].reshape(-1),
+                        minlength=M) / (64 * 2 * K) for mb in (None, 5)]
+    np.testing.assert_allclose(freq[0], freq[1], atol=0.08)
+
+
+@pytest.mark.parametrize("max_batch", [0, -3, 2.5, True, "4"])
+def test_bad_max_batch_is_named(vim, frames, max_batch):
+    modules = torch.zeros(2, K, dtype=torch.long)
+    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+        predict(vim, frames[:, :2], horizon=2, num_samples=2, max_batch=max_batch)
+    with pytest.raises(ValueError, match="max_batch must be a positive int"):
+        counterfactual(vim, frames[:, :1], modules, max_batch=max_batch)
+
+
+def test_counterfactual_in_chunks_equals_one_run(vim, frames):
+    d, h, n = 2, 3, frames.shape[0]
+    modules = torch.randint(0, M, (n, h, K))
+    whole = counterfactual(vim, frames[:, :d], modules, max_batch=None)
+    chunked = counterfactual(vim, frames[:, :d], modules, max_batch=2)
+    assert list(chunked) == list(whole)
+    _assert_same(whole, chunked)
+    # the joined trace is the trace of all videos: values, densities, the videos plate
+    joined, one = chunked["trace"], whole["trace"]
+    for name in ("z_0", "r_1", "z_1", f"r_{d}", f"z_{d + h - 1}", "x", "future_frames"):
+        site, ref = joined.nodes[name], one.nodes[name]
+        assert site["is_observed"] == ref["is_observed"], name
+        torch.testing.assert_close(site["value"], ref["value"], atol=1e-5, rtol=1e-5)
+        assert site["fn"].batch_shape == ref["fn"].batch_shape, name
+        torch.testing.assert_close(site["fn"].log_prob(site["value"]),
+                                   ref["fn"].log_prob(ref["value"]), atol=1e-3, rtol=1e-5)
+        assert [f.size for f in site["cond_indep_stack"]] == \
+            [f.size for f in ref["cond_indep_stack"]], name
+    assert joined.nodes["videos"]["value"].tolist() == list(range(n))
+    assert "_RETURN" not in joined.nodes
+    torch.testing.assert_close(chunked["log_density"], whole["log_density"], rtol=1e-5,
+                               atol=1e-3)
+    fresh = poutine.Trace()                         # log densities computed anew, not cached
+    for name, node in joined.nodes.items():
+        fresh.add_node(name, **{k: v for k, v in node.items() if k != "log_prob_sum"})
+    torch.testing.assert_close(fresh.log_prob_sum(), whole["log_density"], rtol=1e-5, atol=1e-3)
+    # one chunk of all videos is the one-run trace itself
+    assert "_RETURN" in counterfactual(vim, frames[:, :d], modules, max_batch=n)["trace"].nodes
+    # sampled updates run in chunks too
+    sampled = counterfactual(vim, frames[:, :d], modules, sample_updates=True, max_batch=1)
+    assert sampled["positions"].shape == (n, h, K, 2)
+    assert torch.isfinite(sampled["log_density"])

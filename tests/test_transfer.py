@@ -71,3 +71,22 @@ def test_transfer_errors_on_unseen_objects():
     with pytest.raises(ValueError, match="source_frame must be"):
         transfer(vim, torch.from_numpy(target.frames[:2]),
                  torch.from_numpy(source_gen.render(target.positions[keep][:3, 0])))
+
+
+def test_transfer_in_chunks_equals_one_run():
+    vim = hand_set_vim(3.0)
+    target = RandomWalk(image_size=S, num_objects=2, radius=2).generate(5, 4, seed=3)
+    source = RandomWalk(image_size=S, num_objects=2, radius=2,
+                        colors=[[0.5, 1.0, 0.5], [1.0, 0.5, 0.5]]).render(target.positions[:, 0])
+    args = torch.from_numpy(target.frames), torch.from_numpy(source)
+    whole = transfer(vim, *args, max_batch=None)
+    chunked = transfer(vim, *args, max_batch=2)                     # chunks of 2, 2 and 1
+    assert list(chunked) == list(whole)
+    for key in ("modules", "slot_map"):
+        assert torch.equal(chunked[key], whole[key]), key
+    for key in ("frames", "positions", "start_positions"):
+        assert chunked[key].shape == whole[key].shape
+        torch.testing.assert_close(chunked[key], whole[key], atol=1e-5, rtol=1e-5)
+    for bad in (0, 1.0, "2"):
+        with pytest.raises(ValueError, match="max_batch"):
+            transfer(vim, *args, max_batch=bad)
