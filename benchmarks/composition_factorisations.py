@@ -36,7 +36,7 @@ The third set, ``atomic+identity``, is what VIM-2 runs that find the atomic move
 the spare module becomes an identity, and the planner (closest candidate to the observation at
 each iteration) then explains "no move" as the identity twice.  Its planner cost is compared with
 the diagonal set's under each prior; ``--lookahead`` scores the planner's earlier iterations by
-the best next module instead (``VIMConfig.plan_lookahead``).
+the best next module instead (the retired ``plan_lookahead`` option, CHANGELOG.md).
 """
 import argparse
 import itertools
@@ -119,8 +119,8 @@ def kl_cost(weights, plan_lists, probs, num_modules: int, k: int,
 def planner_weights(modules: dict, plan_lists: dict, k: int, lookahead: bool = False) -> dict:
     """The policy of VIM-k's guide in the limit of a sharp selection score: at each iteration the
     module that brings the slot closest to the observed displacement, ties split evenly.  With
-    ``lookahead`` (``VIMConfig.plan_lookahead``) every iteration but the last scores a module by
-    the distance the best next module reaches from it."""
+    ``lookahead`` (the retired ``plan_lookahead`` option) every iteration but the last scores a
+    module by the distance the best next module reaches from it."""
     vecs = list(modules.values())
     out = {}
     for d, plist in plan_lists.items():
@@ -201,7 +201,7 @@ def main(argv=None):
                    help="'current': a prior per iteration (its marginal); 'start': one prior "
                         "for all k choices of a transition (VIMConfig.iteration_prior)")
     p.add_argument("--lookahead", action="store_true",
-                   help="the planner looks one module ahead (VIMConfig.plan_lookahead)")
+                   help="the planner looks one module ahead (the retired plan_lookahead option)")
     p.add_argument("--out", default=None, help="write the results as JSON")
     args = p.parse_args(argv)
     if args.moves < 1 or args.restarts < 0:
