@@ -286,7 +286,7 @@ class ScheduleConfig:
     z_kl_weight_end: float = 1.0
     z_kl_anneal_steps: int = 1000
     merge: str = "duplicates"   # the trainer's module-merge step: "duplicates" or "none"
-    merge_every: int = 25       # dynamics steps between two duplicate checks
+    merge_every: int = 25       # dynamics steps between two duplicate checks (0: never)
     eval_every: int = 100
     eval_sequences: int = 32
     eval_seq_len: int = 10
@@ -305,9 +305,9 @@ class ScheduleConfig:
             raise ValueError(f"VIMConfig.eval_seq_len must be an int >= 2, "
                              f"got {self.eval_seq_len!r}")
         if isinstance(self.merge_every, bool) or not isinstance(self.merge_every, int) \
-                or self.merge_every < 1:
-            raise ValueError(f"VIMConfig.merge_every must be a positive int (dynamics steps "
-                             f"between duplicate-module checks; merge='none' turns them off), "
+                or self.merge_every < 0:
+            raise ValueError(f"VIMConfig.merge_every must be an int >= 0 (dynamics steps "
+                             f"between duplicate-module checks; 0, like merge='none': never), "
                              f"got {self.merge_every!r}")
         names = sorted(registry.MERGES)
         if self.merge not in names:

@@ -124,7 +124,7 @@ class DuplicateMerge:
 
     def due(self, dyn_step: int) -> bool:
         """Whether dynamics step ``dyn_step`` (counted after pre-training) runs the check."""
-        return dyn_step >= self.start and dyn_step % self.every == 0
+        return bool(self.every) and dyn_step >= self.start and dyn_step % self.every == 0
 
     def __call__(self, vim, frames: torch.Tensor, optimizer=None,
                  ctx: Context = None) -> Dict[int, int]:

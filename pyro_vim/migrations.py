@@ -34,10 +34,7 @@ def _v1_to_v2(d: Dict[str, Any]) -> Dict[str, Any]:
     d.pop("plan_lookahead", None)
     hold, reseed = d.get("hold_hidden", True), d.get("reseed", True)
     d["tracking"] = "occlusion" if (hold or reseed) else "paper"
-    if d.get("merge_every", 25) == 0:
-        d["merge"], d["merge_every"] = "none", 25
-    else:
-        d["merge"] = "duplicates"
+    d["merge"] = "none" if d.get("merge_every", 25) == 0 else "duplicates"
     d["version"] = 2
     return d
 

@@ -15,6 +15,8 @@ def test_merge_steps_are_registered_and_scheduled():
     step = DuplicateMerge.from_config(tiny_config(merge_every=5, warmup_steps=10))
     assert [s for s in range(30) if step.due(s)] == [10, 15, 20, 25]
     assert not any(NoMerge.from_config(VIMConfig()).due(s) for s in range(100))
+    # merge_every=0, as in commands written before the merge step had a name: never
+    assert not any(DuplicateMerge.from_config(VIMConfig(merge_every=0)).due(s) for s in range(99))
     assert NoMerge()(None, None) == {}
 
 
