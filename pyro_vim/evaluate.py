@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
-import math
 import os
 import shutil
 import sys
@@ -37,6 +35,7 @@ import torch
 
 from . import metrics
 from .data import MOVE_VECTORS, MOVES, VideoBatch
+from .files import json_ready, write_json
 
 __all__ = ["identification", "evaluate_batch", "evaluate_predictions", "summary_metrics",
            "module_step_errors", "fidelity_metrics", "main", "DEFAULT_SEED_OFFSET", "default_seed"]
@@ -195,7 +194,7 @@ def summary_metrics(vim, batch: VideoBatch, fidelity: bool = True,
         out.update(fidelity_metrics(vim, batch, report, rollout=fidelity,
                                     calibration=fidelity,
                                     calibration_sequences=calibration_sequences))
-    return _json_ready(out)
+    return json_ready(out)
 
 
 @torch.no_grad()
@@ -323,7 +322,7 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
     )
     report["module_translation_px"] = _matched_translations(vim, inf["slots"], matching)
     inf["matching"] = matching
-    return _json_ready(report), inf
+    return json_ready(report), inf
 
 
 @torch.no_grad()
@@ -376,24 +375,7 @@ def evaluate_predictions(vim, batch: VideoBatch, context: int, horizon: int,
                 "truth over the whole horizon; selection_diversity: fraction of sample pairs "
                 "whose module choices differ",
     }
-    return _json_ready(report), pred["frames"][:, 0]
-
-
-def _json_ready(x):
-    """Nested dicts/lists of python numbers; numpy scalars converted, nan/inf -> None."""
-    if isinstance(x, dict):
-        return {str(k): _json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_ready(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _json_ready(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
+    return json_ready(report), pred["frames"][:, 0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -569,13 +551,13 @@ def _compose_and_transfer(vim, config, args, seed: int) -> Dict[str, Any]:
     try:
         if args.compose is not None:
             batch = composition_test_batch(config, args.num_sequences, length, seed)
-            out["composition"] = _json_ready(composition_errors(vim, batch, args.compose))
+            out["composition"] = json_ready(composition_errors(vim, batch, args.compose))
             out["_composition_batch"] = batch
         if args.transfer:
             targets = transfer_test_batch(config, args.num_sequences, length, seed)
             if targets.num_sequences == 0:
                 raise UsageError("no unseen-object video could be drawn with known objects")
-            out["transfer"] = _json_ready(transfer_errors(vim, targets, config.make_generator()))
+            out["transfer"] = json_ready(transfer_errors(vim, targets, config.make_generator()))
             out["_transfer_batch"] = targets
     except ValueError as e:
         raise UsageError(f"cannot run --compose/--transfer on this model's data: {e}") from None
@@ -616,24 +598,15 @@ def _accuracy_title(report: Dict) -> Optional[str]:
 
 
 def _write_outputs(out_dir: str, metrics_json: Dict, render) -> None:
-    """Render into a private temporary folder, then move everything into ``out_dir``."""
+    """Render into a private temporary folder, then move everything into ``out_dir``;
+    ``metrics.json`` last, atomically."""
     tmp = tempfile.mkdtemp(prefix="pyro-vim-eval-")
     try:
         render(tmp)
         os.makedirs(out_dir, exist_ok=True)
         for name in sorted(os.listdir(tmp)):
             shutil.move(os.path.join(tmp, name), os.path.join(out_dir, name))
-        fd, part = tempfile.mkstemp(prefix=".metrics-", suffix=".json", dir=out_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(metrics_json, f, indent=2, allow_nan=False)
-                f.write("\n")
-            os.chmod(part, 0o644)
-            os.replace(part, os.path.join(out_dir, "metrics.json"))
-        except BaseException:
-            if os.path.exists(part):
-                os.unlink(part)
-            raise
+        write_json(os.path.join(out_dir, "metrics.json"), metrics_json, indent=2)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -666,7 +639,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pyro.set_rng_seed(seed % 2 ** 32)
         report, inferred = evaluate_batch(vim, batch)
         if report.get("confusion") is not None:
-            report.update(_json_ready(fidelity_metrics(vim, batch, report)))
+            report.update(json_ready(fidelity_metrics(vim, batch, report)))
         extra = _compose_and_transfer(vim, c, args, seed)
         report.update({k: v for k, v in extra.items() if not k.startswith("_")})
         predictions = None
@@ -686,7 +659,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "num_objects": batch.num_objects,
         "image_size": batch.image_size,
     }
-    metrics_json = _json_ready({**header, **report})
+    metrics_json = json_ready({**header, **report})
 
     def render(folder):
         _render_figures(folder, vim, batch, report, inferred, predictions, args)

@@ -24,7 +24,6 @@ h_t = LayerNorm(h_{t-1} + z_t + f(h_{t-1}, r_t)) with the position kept out of t
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Dict, List, NamedTuple, Optional
 
 import pyro
@@ -48,6 +47,7 @@ from .nn import (
     coordinate_grid,
     coords_to_pixels,
 )
+from .nn.functional import inverse_softplus as _inverse_softplus
 
 
 class SlotState(NamedTuple):
@@ -72,10 +72,6 @@ class StepRecord(NamedTuple):
     observed_pos: torch.Tensor       # (N, K, 2) slot-attention position on frame t
     module_pos: torch.Tensor         # (N, K, 2) position after the chosen module, before z
     module_feat: torch.Tensor        # (N, K, D) features after the chosen module, before z
-
-
-def _inverse_softplus(y: float) -> float:
-    return math.log(math.expm1(y))
 
 
 @registry.register_model("vim")

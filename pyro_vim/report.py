@@ -52,11 +52,12 @@ import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from .files import atomic_write, json_ready
 
 __all__ = ["aggregate", "write_report", "render_markdown", "main", "TABLE_ORDER",
            "FIGURE_METRICS"]
@@ -702,41 +703,6 @@ def _usage_png(experiment: str, groups: Dict[str, Dict[str, Any]]) -> Optional[b
 # ------------------------------------------------------------------------------------------
 # Writing
 # ------------------------------------------------------------------------------------------
-def _strict(obj: Any) -> Any:
-    """Copy with non-finite floats as None (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 #: Table 1's models, in the order of the Fig. 8-style figure's rows
 TABLE1_MODELS = ("rim", "scoff", "vim")
 
@@ -780,7 +746,7 @@ def _table1_samples_png(root: PathLike, groups: Dict[str, Any]) -> Optional[byte
 
 def _build(root: PathLike) -> Tuple[Dict[str, Any], str, Dict[str, bytes]]:
     """Everything to write, computed in memory: (report, markdown, {file name: bytes})."""
-    report = _strict(aggregate(root))
+    report = json_ready(aggregate(root))
     files: Dict[str, bytes] = {}
     for exp, groups in report["experiments"].items():
         for kind, render in (("scalars", _scalars_png), ("usage", _usage_png)):
@@ -802,7 +768,7 @@ def _write(out: PathLike, files: Dict[str, bytes]) -> List[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, payload in files.items():
-        _write_atomic(folder / name, payload)
+        atomic_write(folder / name, payload)
         written.append(folder / name)
     return written
 

@@ -55,9 +55,10 @@ from .fidelity import (
     transfer_errors,
     transfer_test_batch,
 )
+from .files import write_json
 from .nn.accel import PRECISIONS
 from .overrides import config_keys, parse_overrides
-from .rundir import RunDirBusy, RunLock, write_json
+from .rundir import RunDirBusy, RunLock
 from .train import NonFiniteError, Trainer, default_device
 
 __all__ = ["run_experiment", "run_one", "rescore", "run_dir", "main"]

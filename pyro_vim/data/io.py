@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Union
@@ -24,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pyro_vim.data.random_walk import VideoBatch
+from pyro_vim.files import atomic_write
 
 __all__ = ["save_npz", "load_npz", "VideoDataset", "FORMAT", "FORMAT_VERSION"]
 
@@ -60,18 +60,12 @@ def _write_arrays(fileobj: Any, arrays: Dict[str, np.ndarray]) -> None:
     np.savez_compressed(fileobj, **arrays)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_npz(batch: VideoBatch, path: PathLike) -> Path:
     """Write ``batch`` to ``path`` (exactly that name; the folder must exist).
 
-    The file is written to a temporary file in the same folder and moved into place with
-    :func:`os.replace`, so a failure never leaves a partial file (an existing file at
-    ``path`` is untouched). Returns the path written.
+    The file is written with :func:`pyro_vim.files.atomic_write` (a temporary file in the same
+    folder moved into place with :func:`os.replace`), so a failure never leaves a partial file
+    (an existing file at ``path`` is untouched). Returns the path written.
     """
     if not isinstance(batch, VideoBatch):
         raise ValueError(f"save_npz expects a VideoBatch, got {type(batch).__name__}")
@@ -87,20 +81,7 @@ def save_npz(batch: VideoBatch, path: PathLike) -> Path:
     payload["format_version"] = np.array(FORMAT_VERSION)
     payload["sha256"] = np.array(_digest(arrays, config_json))
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_arrays(f, payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates files readable by owner only
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda f: _write_arrays(f, payload))
     return path
 
 
