@@ -36,8 +36,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from pyro_vim.data.batch import VideoBatch
 from pyro_vim.data.io import FORMAT, load_npz
-from pyro_vim.data.random_walk import VideoBatch
 from pyro_vim.files import atomic_write
 
 __all__ = ["ShardDataset", "ShardData", "FramesBatch", "read_shard", "shard_files",
