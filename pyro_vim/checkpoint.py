@@ -1,11 +1,11 @@
 """Checkpoints: written atomically, loaded without unpickling arbitrary objects.
 
-A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, saved with
-``torch.save`` to a temporary file in the target folder and moved into place with ``os.replace``,
-so a crash (even ``kill -9``) at any moment leaves the previous checkpoint intact.  Loading uses
-``torch.load(weights_only=True)``, which refuses to run code hidden in a pickle; every other
-failure (missing, truncated or foreign file, malformed entries) is a clear ``FileNotFoundError``,
-``TypeError`` or ``ValueError``.
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, serialised with
+``torch.save`` in memory and written with :func:`pyro_vim.files.atomic_write` (a temporary file
+in the target folder moved into place with ``os.replace``), so a crash (even ``kill -9``) at any
+moment leaves the previous checkpoint intact.  Loading uses ``torch.load(weights_only=True)``,
+which refuses to run code hidden in a pickle; every other failure (missing, truncated or foreign
+file, malformed entries) is a clear ``FileNotFoundError``, ``TypeError`` or ``ValueError``.
 
 Entries: ``format`` (:data:`FORMAT`), ``config`` (``VIMConfig.to_dict()``), ``model`` (the
 state dict), ``step``, ``rng`` (see :func:`rng_state`), optionally ``optimizer`` and any extras.
@@ -16,7 +16,6 @@ import io
 import os
 import pickle
 import random
-import tempfile
 import warnings
 from typing import Any, Dict, Mapping, Union
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from .config import VIMConfig
+from .files import atomic_write
 from .rundir import is_no_space, no_space_message
 
 FORMAT = "pyro-vim-checkpoint-v1"
@@ -62,12 +62,6 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _check_path(path) -> str:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"checkpoint path must be a str or os.PathLike, got {type(path).__name__}")
@@ -98,40 +92,16 @@ def save_checkpoint(path: PathLike, model, optimizer=None, step: int = 0, **extr
     # own writer reports it as "unexpected pos ..."), and nothing half-written is left behind
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and is_no_space(e):
+        atomic_write(path, buffer.getbuffer())
+    except OSError as e:
+        if is_no_space(e):
             raise CheckpointWriteError(e.errno, no_space_message(
                 f"the checkpoint {path!r}", folder,
                 "free some space, then resume (examples/train_random_walk.py --out DIR --resume, "
                 "or run the same pyro_vim.run command again)")) from e
         raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: str) -> None:
-    """Make the rename durable (best effort: not every platform can open a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _refused_global(message: str) -> str:

@@ -32,7 +32,6 @@ the paper's choice.
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Dict, List, NamedTuple, Optional
 
 import pyro
@@ -57,6 +56,7 @@ from .nn import (
     coordinate_grid,
     coords_to_pixels,
 )
+from .nn.functional import inverse_softplus as _inverse_softplus
 
 
 class SlotState(NamedTuple):
@@ -81,10 +81,6 @@ class StepRecord(NamedTuple):
     observed_pos: torch.Tensor       # (N, K, 2) slot-attention position on frame t
     module_pos: torch.Tensor         # (N, K, 2) position after the chosen module, before z
     module_feat: torch.Tensor        # (N, K, D) features after the chosen module, before z
-
-
-def _inverse_softplus(y: float) -> float:
-    return math.log(math.expm1(y))
 
 
 @registry.register_model("vim")

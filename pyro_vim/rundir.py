@@ -1,21 +1,20 @@
-"""A run directory belongs to one process at a time; files in it are written atomically.
+"""A run directory belongs to one process at a time, and a full disk is phrased for the user.
 
 :class:`RunLock` holds an exclusive ``flock`` on ``DIR/.lock`` for as long as the process (or the
 lock object) lives.  The kernel drops the lock when the process dies, even by ``kill -9``, so a
 lock left behind by a killed run never blocks a resume; a second live process is refused with a
 :class:`RunDirBusy` error that names the directory and the holder's pid.
 
-:func:`write_json` writes a JSON file atomically (temporary file, fsync, rename).
-:func:`no_space_message` phrases a full disk for the user.
+:func:`is_no_space` tells a full disk (or quota) from other write errors and
+:func:`no_space_message` phrases it for the user.  Files are written with
+:mod:`pyro_vim.files`.
 """
 from __future__ import annotations
 
 import errno
-import json
 import os
 import socket
-import tempfile
-from typing import Any, Optional
+from typing import Optional
 
 try:
     import fcntl
@@ -121,21 +120,3 @@ def no_space_message(what: str, folder: str, resume_hint: Optional[str] = None) 
     return (f"could not write {what}: no space left on the device of {folder!r}. Nothing "
             f"written before was lost (the last complete checkpoint is intact); {hint}")
 
-
-def write_json(path: str, obj: Any, indent: Optional[int] = 1) -> None:
-    """Write strict JSON atomically: a reader sees the old file or the whole new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    text = json.dumps(obj, indent=indent, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -50,6 +50,7 @@ from .distributed import (
 )
 from .elbo import TermsELBO
 from .evaluate import evaluate_batch, identification, reconstruction_metrics
+from .files import atomic_write, json_ready
 from .models import build_model
 from .nn.accel import accelerate_networks
 from .nn.transition import TransitionModules
@@ -224,12 +225,7 @@ class Trainer:
                 kept.append(line if line.endswith("\n") else line + "\n")
         if kept == lines:
             return
-        tmp = self.log_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.log_path)
+        atomic_write(self.log_path, "".join(kept))
 
     def save(self):
         """Write the checkpoint (rank 0; under torch.distributed every rank takes part, since
@@ -543,18 +539,7 @@ class Trainer:
 
 
 def _log_line(record) -> str:
-    return json.dumps(_json_safe(record), allow_nan=False) + "\n"
-
-
-def _json_safe(x):
-    """Strict JSON for the log: non-finite floats (a skipped step's terms) become None."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+    return json.dumps(json_ready(record), allow_nan=False) + "\n"    # a skipped step's NaN: null
 
 
 def train(config: VIMConfig, out_dir: Optional[str] = None, steps: Optional[int] = None,

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from pyro_vim import report
+from pyro_vim.report.alignment import _module_order
+from pyro_vim.report.statistics import _array_stats
 
 RULES = ["up", "down", "left", "right"]
 ACC_2 = [0.9, 1.0, 0.95]        # num_modules=2, seeds 0, 1, 2
@@ -186,11 +188,11 @@ def test_run_folder_without_seed_prefix_and_missing_values(tmp_path):
 
 
 def test_elementwise_stats_skip_nulls():
-    stats = report._array_stats([np.array([1.0, np.nan]), np.array([3.0, 2.0]),
+    stats = _array_stats([np.array([1.0, np.nan]), np.array([3.0, 2.0]),
                                  np.array([5.0, np.inf])])
     assert stats["n"] == 3
     assert stats["mean"] == [3.0, 2.0] and stats["std"] == [2.0, 0.0]
-    stats = report._array_stats([np.array([np.nan]), np.array([np.nan])])
+    stats = _array_stats([np.array([np.nan]), np.array([np.nan])])
     assert stats["mean"] == [None] and stats["std"] == [None]
 
 
@@ -265,6 +267,6 @@ def test_modules_are_aligned_to_rules_before_averaging(tmp_path):
     np.testing.assert_allclose(metrics["module_usage"]["mean"], usage)
     np.testing.assert_allclose(metrics["module_translation_px"]["mean"], moves)
     # fewer modules than rules: each module goes to its best rule, in rule order
-    assert report._module_order(np.array([[0.0, 5.0], [1.0, 0.0], [4.0, 0.0], [0.0, 0.0]])) \
+    assert _module_order(np.array([[0.0, 5.0], [1.0, 0.0], [4.0, 0.0], [0.0, 0.0]])) \
         == [1, 0]
-    assert report._module_order(np.array([[np.nan, 1.0]])) is None
+    assert _module_order(np.array([[np.nan, 1.0]])) is None

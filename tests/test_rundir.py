@@ -11,7 +11,8 @@ import pytest
 
 from pyro_vim import VIM
 from pyro_vim.checkpoint import CheckpointWriteError, load_checkpoint, save_checkpoint
-from pyro_vim.rundir import RunDirBusy, RunLock, write_json
+from pyro_vim.files import write_json
+from pyro_vim.rundir import RunDirBusy, RunLock
 from pyro_vim.train import Trainer
 
 from .helpers import REPO, load_script, tiny_config
@@ -96,7 +97,7 @@ def test_a_full_disk_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(str(path), vim, step=3)
     before = path.read_bytes()
-    monkeypatch.setattr("pyro_vim.checkpoint.os.fsync", no_space)
+    monkeypatch.setattr("pyro_vim.files.os.fsync", no_space)
     with pytest.raises(CheckpointWriteError) as info:
         save_checkpoint(str(path), vim, step=4)
     message = str(info.value)
@@ -116,13 +117,13 @@ def test_a_full_disk_stops_training_with_a_clear_message(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd)
 
-    monkeypatch.setattr("pyro_vim.checkpoint.os.fsync", full_after_step_2)
+    monkeypatch.setattr("pyro_vim.files.os.fsync", full_after_step_2)
     with pytest.raises(CheckpointWriteError) as info:
         trainer.run(6)
     message = str(info.value)
     assert "no space left" in message and "last good checkpoint: step 2" in message
     assert "--resume" in message
-    monkeypatch.setattr("pyro_vim.checkpoint.os.fsync", real)
+    monkeypatch.setattr("pyro_vim.files.os.fsync", real)
     assert load_checkpoint(str(out / "checkpoint.pt"))["step"] == 2
     Trainer(tiny_config(), str(out), progress=False, resume=True).run(6)   # resumes cleanly
 
@@ -130,7 +131,7 @@ def test_a_full_disk_stops_training_with_a_clear_message(tmp_path, monkeypatch):
 def test_write_json_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "m.json"
     write_json(str(path), {"a": 1})
-    monkeypatch.setattr("pyro_vim.rundir.os.fsync", no_space)
+    monkeypatch.setattr("pyro_vim.files.os.fsync", no_space)
     with pytest.raises(OSError):
         write_json(str(path), {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1} and os.listdir(tmp_path) == ["m.json"]

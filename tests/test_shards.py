@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_vim.data import RandomWalk, save_npz
-from pyro_vim.data.random_walk import VideoBatch
+from pyro_vim.data import RandomWalk, VideoBatch, save_npz
 from pyro_vim.data.shards import FramesBatch, ShardData, ShardDataset, write_frames_shard
 from pyro_vim.train import Trainer
 

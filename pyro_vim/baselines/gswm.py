@@ -68,6 +68,7 @@ from torch.nn import functional as F
 from ..config import VIMConfig
 from ..handlers import UseMeans
 from ..nn import MLP, Encoder, coordinate_grid, coords_to_pixels
+from ..nn.functional import inverse_softplus
 from ..registry import register_model
 from .med import med
 
@@ -221,10 +222,10 @@ class GSWM(PyroModule):
                     self.what_correction):
             _small_last_layer(mlp)
         with torch.no_grad():      # small prior steps of where (about a pixel) and what at first
-            self.where_update[-1].bias[8:].fill_(math.log(math.expm1(0.05)))
-            self.what_update[-1].bias[2 * d:].fill_(math.log(math.expm1(0.1)))
-            self.where_correction[-1].bias[4:].fill_(math.log(math.expm1(0.05)))
-            self.what_correction[-1].bias[d:].fill_(math.log(math.expm1(0.1)))
+            self.where_update[-1].bias[8:].fill_(inverse_softplus(0.05))
+            self.what_update[-1].bias[2 * d:].fill_(inverse_softplus(0.1))
+            self.where_correction[-1].bias[4:].fill_(inverse_softplus(0.05))
+            self.what_correction[-1].bias[d:].fill_(inverse_softplus(0.1))
         self.register_buffer("grid", coordinate_grid(c.image_size, c.image_size))
         self.kl_weight = 1.0
 

@@ -1,4 +1,4 @@
-"""Synthetic Random Walk video datasets of the VIM paper (Sec. 5), saving and loading.
+"""The video data: synthetic Random Walk datasets of the VIM paper (Sec. 5), saving and loading.
 
 Generators (pure NumPy, deterministic given a seed)::
 
@@ -6,23 +6,33 @@ Generators (pure NumPy, deterministic given a seed)::
     batch = RandomWalk().generate(num_sequences=32, seq_len=10, seed=0)
     batch.frames.shape  # (32, 10, 3, 32, 32)
 
+One concept a module, the public names re-exported here:
+
+* :mod:`~pyro_vim.data.batch` -- :class:`VideoBatch`, videos with all their ground truth;
+* :mod:`~pyro_vim.data.random_walk` -- the generators, their moves, shapes and sizes;
+* :mod:`~pyro_vim.data.palettes` -- the training and out-of-distribution colours;
+* :mod:`~pyro_vim.data.io` -- :func:`save_npz` / :func:`load_npz`;
+* :mod:`~pyro_vim.data.dataset` -- :class:`VideoDataset`, a torch ``Dataset`` of sequences;
+* :mod:`~pyro_vim.data.shards` -- training from a directory of ``.npz`` shards;
+* ``python -m pyro_vim.data`` (:mod:`pyro_vim.data.__main__`) -- generate a dataset and a preview.
+
 See ``guides/generating_data.md`` for a tour.
 """
-from pyro_vim.data.io import VideoDataset, load_npz, save_npz
+from pyro_vim.data.batch import VideoBatch
+from pyro_vim.data.dataset import VideoDataset
+from pyro_vim.data.io import load_npz, save_npz
+from pyro_vim.data.palettes import OOD_COLORS, TRAIN_COLORS
 from pyro_vim.data.random_walk import (
     MOVE_VECTORS,
     MOVES,
-    OOD_COLORS,
     OOD_SHAPES,
     OOD_SIZES,
     SHAPES,
-    TRAIN_COLORS,
     TRAIN_RADIUS,
     TRAIN_STEP,
     CompositionalRandomWalk,
     OODRandomWalk,
     RandomWalk,
-    VideoBatch,
     make_dataset,
 )
 

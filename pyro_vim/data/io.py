@@ -1,4 +1,4 @@
-"""Saving and loading :class:`~pyro_vim.data.random_walk.VideoBatch` as ``.npz`` files.
+"""Saving and loading :class:`~pyro_vim.data.batch.VideoBatch` as ``.npz`` files.
 
 File layout (a compressed NumPy archive, readable without pickling):
 
@@ -14,18 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Union
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from pyro_vim.data.random_walk import VideoBatch
+from pyro_vim.data.batch import VideoBatch
+from pyro_vim.files import atomic_write
 
-__all__ = ["save_npz", "load_npz", "VideoDataset", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_npz", "load_npz", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "pyro-vim/video-batch"
 FORMAT_VERSION = 1
@@ -60,18 +58,12 @@ def _write_arrays(fileobj: Any, arrays: Dict[str, np.ndarray]) -> None:
     np.savez_compressed(fileobj, **arrays)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_npz(batch: VideoBatch, path: PathLike) -> Path:
     """Write ``batch`` to ``path`` (exactly that name; the folder must exist).
 
-    The file is written to a temporary file in the same folder and moved into place with
-    :func:`os.replace`, so a failure never leaves a partial file (an existing file at
-    ``path`` is untouched). Returns the path written.
+    The file is written with :func:`pyro_vim.files.atomic_write` (a temporary file in the same
+    folder moved into place with :func:`os.replace`), so a failure never leaves a partial file
+    (an existing file at ``path`` is untouched). Returns the path written.
     """
     if not isinstance(batch, VideoBatch):
         raise ValueError(f"save_npz expects a VideoBatch, got {type(batch).__name__}")
@@ -87,20 +79,7 @@ def save_npz(batch: VideoBatch, path: PathLike) -> Path:
     payload["format_version"] = np.array(FORMAT_VERSION)
     payload["sha256"] = np.array(_digest(arrays, config_json))
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write_arrays(f, payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp creates files readable by owner only
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda f: _write_arrays(f, payload))
     return path
 
 
@@ -151,42 +130,3 @@ def load_npz(path: PathLike) -> VideoBatch:
         config=config,
     )
 
-
-class VideoDataset(Dataset):
-    """A :class:`torch.utils.data.Dataset` of single sequences.
-
-    Args:
-        source: a :class:`VideoBatch` or the path of a file written by :func:`save_npz`.
-
-    Each item is a dict of tensors (copies, safe to modify): ``frames`` (T, 3, H, W) float32,
-    ``positions`` (T, O, 2) float32, ``moves`` (T-1, O, S) long, ``masks`` (T, O, H, W)
-    bool, ``color`` (O, 3) float32, ``shape`` (O,) long, ``size`` (O,) long. The default
-    ``DataLoader`` collation stacks them into batches.
-    """
-
-    def __init__(self, source: Union[VideoBatch, PathLike]) -> None:
-        if isinstance(source, VideoBatch):
-            self.batch = source
-        elif isinstance(source, (str, os.PathLike)):
-            self.batch = load_npz(source)
-        else:
-            raise TypeError(
-                f"VideoDataset expects a VideoBatch or a path, got {type(source).__name__}"
-            )
-
-    def __len__(self) -> int:
-        return len(self.batch)
-
-    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
-        n = len(self.batch)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} sequences")
-        b = self.batch
-        arrays = {
-            "frames": b.frames[index],
-            "positions": b.positions[index],
-            "moves": b.moves[index],
-            "masks": b.masks[index],
-            **{key: value[index] for key, value in b.attributes.items()},
-        }
-        return {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}

@@ -35,29 +35,32 @@ Conventions
   :data:`TRAIN_STEP` (3 px) per atomic move. OOD objects have half-sizes in
   :data:`OOD_SIZES` (2 and 4 px), never equal to the training radius.
 
-All arrays are NumPy arrays (not tensors): generation is pure NumPy, the data can be
-saved without pickling, and :meth:`VideoBatch.to_torch` converts when needed.
+The generators return a :class:`~pyro_vim.data.batch.VideoBatch` (pure NumPy); the object
+colours come from :mod:`pyro_vim.data.palettes`.
 """
 from __future__ import annotations
 
-import copy
 import numbers
-from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+
+from pyro_vim.data.batch import VideoBatch
+from pyro_vim.data.palettes import (
+    _MIN_OOD_COLOR_DISTANCE,
+    OOD_COLORS,
+    TRAIN_COLORS,
+    _check_palette,
+)
 
 __all__ = [
     "MOVES",
     "MOVE_VECTORS",
     "SHAPES",
     "OOD_SHAPES",
-    "TRAIN_COLORS",
-    "OOD_COLORS",
     "TRAIN_RADIUS",
     "TRAIN_STEP",
     "OOD_SIZES",
-    "VideoBatch",
     "RandomWalk",
     "CompositionalRandomWalk",
     "OODRandomWalk",
@@ -78,52 +81,16 @@ MOVE_VECTORS.setflags(write=False)
 SHAPES: Tuple[str, ...] = ("ball", "square", "triangle", "diamond", "cross")
 OOD_SHAPES: Tuple[str, ...] = SHAPES[1:]
 
-#: Training palette: saturated colours, every one clearly non-black.
-TRAIN_COLORS = np.array(
-    [
-        [1.0, 0.0, 0.0],  # red
-        [0.0, 1.0, 0.0],  # green
-        [0.0, 0.0, 1.0],  # blue
-        [1.0, 1.0, 0.0],  # yellow
-        [1.0, 0.0, 1.0],  # magenta
-        [0.0, 1.0, 1.0],  # cyan
-        [1.0, 0.5, 0.0],  # orange
-        [0.5, 0.0, 1.0],  # violet
-    ],
-    dtype=np.float32,
-)
-TRAIN_COLORS.setflags(write=False)
-
-#: Out-of-distribution palette: every colour differs from every training colour by at
-#: least 0.5 in some channel (max-norm distance >= 0.5).
-OOD_COLORS = np.array(
-    [
-        [0.5, 0.5, 0.5],  # grey
-        [0.5, 1.0, 0.5],  # light green
-        [1.0, 0.5, 0.5],  # salmon
-        [0.5, 0.5, 1.0],  # lavender
-        [0.0, 0.5, 0.5],  # teal
-        [0.5, 0.0, 0.5],  # purple
-        [0.5, 0.5, 0.0],  # olive
-    ],
-    dtype=np.float32,
-)
-OOD_COLORS.setflags(write=False)
-
 #: Ball radius and atomic step of the training data, in pixels.
 TRAIN_RADIUS = 3
 TRAIN_STEP = 3
 #: Half-sizes of OOD objects (never equal to :data:`TRAIN_RADIUS`).
 OOD_SIZES: Tuple[int, ...] = (2, 4)
 
-#: A palette colour must have at least one channel >= this value (clearly non-black).
-_MIN_BRIGHTNESS = 0.2
 #: Every object colour differs from every background pixel by at least this (max-norm).
 _MIN_BACKGROUND_CONTRAST = 0.2
 #: The textured background's pixel values lie in [0, TEXTURE_MAX] (dark, so colours stand out).
 TEXTURE_MAX = 0.25
-#: Custom OOD colours must differ from every training colour by at least this (max-norm).
-_MIN_OOD_COLOR_DISTANCE = 0.25
 
 
 # ---------------------------------------------------------------------------------------
@@ -168,25 +135,6 @@ def _check_background_spec(background: Any):
     return tuple(float(v) for v in arr)
 
 
-def _check_palette(name: str, colors: Any) -> np.ndarray:
-    """Validate a palette: (K, 3) RGB in [0, 1], clearly non-black; duplicates dropped."""
-    try:
-        arr = np.asarray(colors, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a sequence of RGB triples, got {colors!r}") from exc
-    if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
-        raise ValueError(f"{name} must have shape (K, 3) with K >= 1, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
-        raise ValueError(f"{name} must hold RGB values in [0, 1]")
-    if np.any(arr.max(axis=1) < _MIN_BRIGHTNESS):
-        raise ValueError(
-            f"{name}: every colour needs a channel >= {_MIN_BRIGHTNESS} "
-            "(objects must be clearly visible on the black background)"
-        )
-    _, first = np.unique(arr, axis=0, return_index=True)
-    return arr[np.sort(first)].astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------
 # Shapes
 # ---------------------------------------------------------------------------------------
@@ -227,184 +175,6 @@ def object_stencil(shape: str, size: int) -> np.ndarray:
         offsets[:, 0] -= int(np.round(offsets[:, 0].mean()))
     return offsets
 
-
-# ---------------------------------------------------------------------------------------
-# VideoBatch
-# ---------------------------------------------------------------------------------------
-_ATTRIBUTE_SPECS = {"color": (np.float32, 3), "shape": (np.int64, 2), "size": (np.int64, 2)}
-
-
-@dataclass(eq=False, repr=False)
-class VideoBatch:
-    """A batch of ``N`` videos of length ``T`` with ``O`` objects, plus all ground truth.
-
-    Every field is a NumPy array (not a torch tensor): generation is pure NumPy, arrays can
-    be saved without pickling and sliced cheaply; use :meth:`to_torch` to convert.
-
-    Attributes:
-        frames: ``(N, T, 3, H, W)`` float32 RGB in ``[0, 1]``, black background.
-        positions: ``(N, T, O, 2)`` float32 ``(x, y) = (column, row)`` of each object's
-            centre, in pixels (pixel centres at integer coordinates).
-        moves: ``(N, T-1, O, S)`` int64 indices into :data:`MOVES`; ``moves[n, t, o]`` are
-            the atomic moves taking object ``o`` from frame ``t`` to ``t + 1``, padded with
-            ``-1`` (``S = 1`` for Random Walk, ``max_moves`` for the compositional data).
-        masks: ``(N, T, O, H, W)`` bool instance masks of the *visible* pixels.
-        attributes: ``{"color": (N, O, 3) float32, "shape": (N, O) int64 index into
-            SHAPES, "size": (N, O) int64 radius / half-size in pixels}``.
-        config: JSON-serialisable description of the generator and of the ``generate``
-            call (class name, arguments, ``num_sequences``, ``seq_len``, ``seed``). A
-            subset taken with ``batch[idx]`` keeps its parent's config.
-    """
-
-    frames: np.ndarray
-    positions: np.ndarray
-    moves: np.ndarray
-    masks: np.ndarray
-    attributes: Dict[str, np.ndarray]
-    config: Dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        f = self.frames
-        if not isinstance(f, np.ndarray) or f.ndim != 5 or f.shape[2] != 3:
-            raise ValueError(f"frames must be a (N, T, 3, H, W) array, got {_shape_of(f)}")
-        n, t, _, h, w = f.shape
-        if h != w:
-            raise ValueError(f"frames must be square, got H={h}, W={w}")
-        if f.dtype != np.float32:
-            raise ValueError(f"frames must be float32, got {f.dtype}")
-        if f.size and not np.isfinite(f).all():
-            raise ValueError("frames contain NaN or inf values; expected float32 RGB in [0, 1]")
-        if f.size and (f.min() < 0 or f.max() > 1):
-            raise ValueError(f"frames must lie in [0, 1], got values in "
-                             f"[{f.min():.3g}, {f.max():.3g}]")
-        p = self.positions
-        if not isinstance(p, np.ndarray) or p.ndim != 4 or p.shape[:2] != (n, t) or (
-            p.shape[3] != 2
-        ):
-            raise ValueError(f"positions must be ({n}, {t}, O, 2), got {_shape_of(p)}")
-        o = p.shape[2]
-        expected = {
-            "positions": (self.positions, (n, t, o, 2), np.float32),
-            "masks": (self.masks, (n, t, o, h, w), np.bool_),
-        }
-        for name, (arr, shape, dtype) in expected.items():
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(
-                    f"{name} must be a {np.dtype(dtype).name} array of shape {shape}, got "
-                    f"{_shape_of(arr)} {getattr(arr, 'dtype', '')}"
-                )
-        m = self.moves
-        if (
-            not isinstance(m, np.ndarray)
-            or m.ndim != 4
-            or m.shape[:3] != (n, t - 1, o)
-            or m.dtype != np.int64
-        ):
-            raise ValueError(
-                f"moves must be an int64 array of shape ({n}, {t - 1}, {o}, S), "
-                f"got {_shape_of(m)} {getattr(m, 'dtype', '')}"
-            )
-        if not isinstance(self.attributes, dict) or set(self.attributes) != set(
-            _ATTRIBUTE_SPECS
-        ):
-            raise ValueError(f"attributes must be a dict with keys {sorted(_ATTRIBUTE_SPECS)}")
-        for key, (dtype, ndim) in _ATTRIBUTE_SPECS.items():
-            arr = self.attributes[key]
-            shape = (n, o, 3) if ndim == 3 else (n, o)
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(
-                    f"attributes[{key!r}] must be a {np.dtype(dtype).name} array of shape "
-                    f"{shape}, got {_shape_of(arr)} {getattr(arr, 'dtype', '')}"
-                )
-        if not isinstance(self.config, dict):
-            raise ValueError("config must be a dict")
-
-    # -- sizes ---------------------------------------------------------------------------
-    @property
-    def num_sequences(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def seq_len(self) -> int:
-        return self.frames.shape[1]
-
-    @property
-    def num_objects(self) -> int:
-        return self.positions.shape[2]
-
-    @property
-    def image_size(self) -> int:
-        """Side of the (square) frames, in pixels."""
-        return self.frames.shape[-1]
-
-    @property
-    def visible(self) -> np.ndarray:
-        """``(N, T, O)`` bool: whether each object has visible pixels on each frame."""
-        return self.masks.any(axis=(-2, -1))
-
-    @property
-    def max_moves(self) -> int:
-        """Number of move slots ``S`` per transition (1 for the Random Walk)."""
-        return self.moves.shape[-1]
-
-    def __len__(self) -> int:
-        return self.num_sequences
-
-    def __getitem__(self, idx: Any) -> "VideoBatch":
-        """Subset of sequences. An int gives a batch of one sequence (dims are kept)."""
-        if isinstance(idx, numbers.Integral) and not isinstance(idx, (bool, np.bool_)):
-            n = self.num_sequences
-            if not -n <= idx < n:
-                raise IndexError(f"sequence index {idx} out of range for {n} sequences")
-            idx = slice(int(idx) % n, int(idx) % n + 1)
-        elif not isinstance(idx, slice):
-            idx = np.asarray(idx)
-            if idx.dtype != np.bool_ and not np.issubdtype(idx.dtype, np.integer):
-                raise IndexError(f"cannot index sequences with {idx.dtype} values")
-            if idx.ndim != 1:
-                raise IndexError("sequence indices must be one-dimensional")
-        return VideoBatch(
-            frames=self.frames[idx],
-            positions=self.positions[idx],
-            moves=self.moves[idx],
-            masks=self.masks[idx],
-            attributes={k: v[idx] for k, v in self.attributes.items()},
-            config=copy.deepcopy(self.config),
-        )
-
-    def to_torch(self, device: Any = None) -> Dict[str, Any]:
-        """Dict of torch tensors: ``frames`` float32, ``positions`` float32, ``moves`` long,
-        ``masks`` bool, and the attributes ``color`` float32, ``shape`` long, ``size`` long.
-
-        On the CPU the tensors share memory with the arrays when possible.
-        """
-        import torch
-
-        arrays = {
-            "frames": self.frames,
-            "positions": self.positions,
-            "moves": self.moves,
-            "masks": self.masks,
-            **self.attributes,
-        }
-        out = {}
-        for key, arr in arrays.items():
-            if not arr.flags.writeable:
-                arr = arr.copy()
-            tensor = torch.from_numpy(np.ascontiguousarray(arr))
-            out[key] = tensor if device is None else tensor.to(device)
-        return out
-
-    def __repr__(self) -> str:
-        return (
-            f"VideoBatch(name={self.config.get('name')!r}, num_sequences={self.num_sequences},"
-            f" seq_len={self.seq_len}, num_objects={self.num_objects}, "
-            f"image_size={self.image_size}, max_moves={self.max_moves})"
-        )
-
-
-def _shape_of(x: Any) -> Any:
-    return getattr(x, "shape", type(x).__name__)
 
 
 # ---------------------------------------------------------------------------------------

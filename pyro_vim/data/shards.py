@@ -36,8 +36,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from pyro_vim.data.batch import VideoBatch
 from pyro_vim.data.io import FORMAT, load_npz
-from pyro_vim.data.random_walk import VideoBatch
+from pyro_vim.files import atomic_write
 
 __all__ = ["ShardDataset", "ShardData", "FramesBatch", "read_shard", "shard_files",
            "write_frames_shard"]
@@ -114,14 +115,7 @@ def write_frames_shard(path: str, frames: np.ndarray) -> str:
     _as_frames(frames, f"shard {path!r}")          # refuse bad data before writing
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, frames=frames)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda fh: np.savez_compressed(fh, frames=frames))
     return path
 
 

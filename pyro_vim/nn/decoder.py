@@ -21,12 +21,13 @@ cannot explain a pixel outside its window), not an approximation of the full dec
 least twice the image size the window of a position inside the frame covers the frame, and the
 result equals the full decode.
 """
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .functional import inverse_softplus
 
 #: mask logit of a pixel outside a slot's window: no mass (exp underflows to 0 against any
 #: slot decoded there), finite so that no inf - inf arises in the mixture's normalisation
@@ -45,7 +46,7 @@ class BroadcastDecoder(nn.Module):
             self.extent = nn.Linear(slot_dim, 1)
             with torch.no_grad():
                 self.extent.weight.mul_(0.01)
-                self.extent.bias.fill_(math.log(math.expm1(extent)))
+                self.extent.bias.fill_(inverse_softplus(extent))
         self.feat_in = nn.Linear(slot_dim, channels)
         self.pos_in = nn.Linear(5, channels)
         hidden = []

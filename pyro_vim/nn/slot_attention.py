@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .functional import inverse_softplus as _inv_softplus
+
 SLOT_INITS = ("learned", "seeded")
 #: Where the seeded background slot's starting colour comes from: ``"learned"`` (a parameter) or
 #: ``"median"`` (each frame's per-channel median colour: the background, when it covers most
@@ -53,10 +55,6 @@ def relative_features(grid: torch.Tensor, pos: torch.Tensor, scale: float) -> to
     u = (grid[None, None] - pos[:, :, None]) / scale
     ux, uy = u[..., 0], u[..., 1]
     return torch.stack([ux, uy, ux * ux, uy * uy, ux * uy], -1)
-
-
-def _inv_softplus(y: float) -> float:
-    return math.log(math.expm1(y))
 
 
 class SlotAttentionOutput(NamedTuple):
