@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .config import PAPER_PARTS, VIMConfig
-from .overrides import apply_overrides
+from .overrides import apply_overrides, parse_overrides
 
 __all__ = ["Experiment", "EXPERIMENTS", "get_experiment", "transition_parameters",
            "module_hidden_for"]
@@ -121,7 +121,38 @@ class Experiment:
         if callable(changes):
             changes = changes(base)
         # the variant's keys define the sweep, so they win over the user's overrides
-        return apply_overrides(base, changes).replace(seed=int(seed))
+        config = apply_overrides(base, changes).replace(seed=int(seed))
+        if config.data.name == "npz":      # recorded videos: image size and pixel scales
+            from .data.scales import apply_data_scales
+            explicit = [*self.settings, *parse_overrides(list(overrides)), *changes]
+            try:
+                config = apply_data_scales(config, explicit)[0]
+            except FileNotFoundError as e:     # a bad data.path is a bad setting
+                raise ValueError(str(e)) from None
+        return config
+
+    def ground_truth_needed(self) -> str:
+        """Why this experiment cannot run on recorded videos without ground truth ("" when it
+        can: it trains and scores held-out frames, with rule identification only where the
+        shards carry the true moves)."""
+        reasons = [GROUND_TRUTH_EVALUATIONS[e] for e in self.evaluations
+                   if e in GROUND_TRUTH_EVALUATIONS]
+        if self.eval_data:
+            reasons.append(f"its held-out test generates other videos ({self.eval_data}) and "
+                           "scores them against their true moves")
+        return "; ".join(reasons)
+
+
+#: The evaluations that generate their own test videos and score them against the true moves
+#: or positions (why an experiment with them cannot run on recorded videos, ``data.name=npz``).
+GROUND_TRUTH_EVALUATIONS = {
+    "composition": "VIM-8 is tested on generated Compositional Random Walk videos against "
+                   "their true moves (Fig. 5)",
+    "transfer": "the true moves of generated unseen objects are replayed on known ones "
+                "(Fig. 7)",
+    "med": "MED (G-SWM's measure) compares tracked positions with the true ones on generated "
+           "Compositional Random Walk videos",
+}
 
 
 def _module_count_variant(m: int):

@@ -1,8 +1,12 @@
-"""Tiny configurations and script loading shared by the tests."""
+"""Tiny configurations, script loading and test data shared by the tests."""
 import importlib.util
 import os
 
+import numpy as np
+
 from pyro_vim.config import VIMConfig
+from pyro_vim.data import RandomWalk
+from pyro_vim.data.shards import write_frames_shard
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -38,3 +42,14 @@ def v1_dict(config: VIMConfig) -> dict:
     d["plan_lookahead"] = False
     d["data"] = config.to_dict()["data"]
     return d
+
+
+def make_shards(folder, radius=3, step=3, size=16, videos=12, frames=5, objects=2, **kwargs):
+    """Frames-only uint8 shards (two files) of Random Walk balls: sizes known exactly."""
+    batch = RandomWalk(image_size=size, num_objects=objects, radius=radius, step=step,
+                       **kwargs).generate(videos, frames, 0)
+    video = np.round(batch.frames * 255).astype(np.uint8)
+    half = videos // 2
+    write_frames_shard(os.path.join(folder, "part-000.npz"), video[:half])
+    write_frames_shard(os.path.join(folder, "part-001.npz"), video[half:])
+    return str(folder)

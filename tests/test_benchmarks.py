@@ -328,3 +328,16 @@ def test_duplicate_modules_kl():
     assert rows[1]["fitted"] > rows[0]["fitted"] + 0.5
     with pytest.raises(SystemExit):
         load("duplicate_modules").main(["--modules", "4", "--rules", "4"])
+
+
+def test_train_npz_smoke(tmp_path):
+    """The timing of python -m pyro_vim.train on npz shards: a short run, projected."""
+    bench = load("train_npz")
+    result = bench.main(["--out", str(tmp_path / "t"), "--videos", "12", "--frames", "6",
+                         "--image-size", "16", "--steps", "6", "--threads", "1",
+                         "--set", "slot_dim=8", "encoder_channels=8", "decoder_channels=8",
+                         "module_hidden=16", "update_hidden=16", "keyquery_dim=8",
+                         "batch_size=4", "eval_sequences=4", "eval_seq_len=4"])
+    assert set(result["step_s"]) == {"pretrain", "dyn4", "dyn6"}
+    assert result["projected_minutes"] > 0 and result["derived"][0].startswith("data: ")
+    assert json.loads((tmp_path / "t" / "timing.json").read_text()) == result

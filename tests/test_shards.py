@@ -134,10 +134,45 @@ def test_trainer_learns_from_frames_only_shards(shard_dir, tmp_path):
         again.close()
 
 
-def test_the_runner_refuses_recorded_videos_up_front(shard_dir, tmp_path, capsys):
+@pytest.mark.parametrize("experiment", ["random_walk", "vim2_compositions", "gswm"])
+def test_the_runner_refuses_recorded_videos_where_it_needs_ground_truth(shard_dir, tmp_path,
+                                                                         capsys, experiment):
     from pyro_vim import run as runner
     path, _ = shard_dir
-    code = runner.main(["random_walk", "--out", str(tmp_path / "runs"), "--set",
+    code = runner.main([experiment, "--out", str(tmp_path / "runs"), "--set",
                         "data.name=npz", f"data.path={path}"])
-    assert code == 2 and "examples/train_random_walk.py" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "needs the ground truth" in err and "true" in err
+    assert "python -m pyro_vim.train --data DIR" in err and "ablations" in err
     assert not (tmp_path / "runs").exists()            # nothing written
+
+
+def test_the_runner_trains_and_scores_recorded_videos(shard_dir, tmp_path, capsys):
+    """Experiments that need no ground truth run on frames-only shards: held-out
+    reconstruction, KL and module usage, before and after learning."""
+    from pyro_vim import run as runner
+    path, _ = shard_dir
+    out = tmp_path / "runs"
+    tiny = ["image_size=32", "slot_dim=8", "encoder_channels=8", "decoder_channels=8",
+            "module_hidden=16", "update_hidden=16", "keyquery_dim=8", "batch_size=4",
+            "pretrain_steps=1", "steps=2", "seq_len_start=3", "seq_len_max=3",
+            "eval_sequences=4", "eval_every=0"]
+    (path / "dataset.json").write_text('{"object_size": 7, "step": 3}')   # radius 3, 3 px
+    code = runner.main(["ablations", "--variants", "default", "--seeds", "0", "--out", str(out),
+                        "--eval-sequences", "4", "--eval-seq-len", "4", "--set",
+                        "data.name=npz", f"data.path={path}", *tiny[1:]])
+    assert code == 0, capsys.readouterr().err
+    run = out / "ablations" / "default" / "seed=0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["metrics"]["accuracy"] is None
+    assert np.isfinite(metrics["metrics"]["recon_mse"]) and metrics["before_learning"]
+    config = json.loads((run / "config.json").read_text())
+    # the frames' side, and the pixel scales of the declared sizes (the paper's defaults)
+    assert config["image_size"] == 16
+    assert (config["selection_scale"], config["mask_extent"], config["z_pos_scale"],
+            config["module_init_scale"]) == (1.0, 5.0, 0.5, 1.0)
+    # an image size the shards do not have is refused before anything is written
+    code = runner.main(["ablations", "--out", str(tmp_path / "other"), "--set",
+                        "data.name=npz", f"data.path={path}", *tiny])
+    assert code == 2 and "set image_size=16" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

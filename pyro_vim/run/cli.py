@@ -29,7 +29,7 @@ import torch
 
 from ..checkpoint import CheckpointWriteError
 from ..distributed import DistributedSetupError, from_env, shutdown
-from ..experiments import describe, get_experiment
+from ..experiments import EXPERIMENTS, describe, get_experiment
 from ..nn.accel import PRECISIONS
 from ..overrides import config_keys, parse_overrides
 from ..rundir import RunDirBusy
@@ -133,11 +133,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if dev.type == "cuda" and not torch.cuda.is_available():
                 raise ValueError("--device cuda was asked for but CUDA is not available")
         for v in (variants or experiment.variants):
-            if experiment.config(v, 0, args.overrides).data.name == "npz":
+            reason = experiment.ground_truth_needed()
+            if experiment.config(v, 0, args.overrides).data.name == "npz" and reason:
                 raise ValueError(
-                    "the runner's experiments score the paper's ground truth (generated data); "
-                    "data.name=npz (recorded videos) trains with examples/train_random_walk.py "
-                    "--set data.name=npz data.path=DIR (see guides/your_own_data.md)")
+                    f"experiment {experiment.name!r} needs the ground truth of generated data "
+                    f"({reason}); recorded videos (data.name=npz) train with python -m "
+                    "pyro_vim.train --data DIR, or with the experiments that need none: "
+                    + ", ".join(e.name for e in EXPERIMENTS.values()
+                                if not e.ground_truth_needed()))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ import pyro
 from ..baselines.med import model_med
 from ..checkpoint import rng_state, set_rng_state
 from ..config import VIMConfig
-from ..evaluate import default_seed, summary_metrics
+from ..evaluate import default_seed, reconstruction_metrics, summary_metrics
 from ..fidelity import (
     composition_errors,
     composition_test_batch,
@@ -63,7 +63,12 @@ def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
         # SCOFF, G-SWM) is scored by them; VIM by the paper's summary metrics
         own = getattr(model, "summary_metrics", None) or getattr(model, "evaluation_metrics",
                                                                  None)
-        out = dict(own(held_out)) if own is not None else summary_metrics(model, held_out)
+        if own is not None:
+            out = dict(own(held_out))
+        elif held_out.moves is None:       # recorded videos without ground truth
+            out = reconstruction_metrics(model, held_out.frames)
+        else:
+            out = summary_metrics(model, held_out)
         seed = default_seed(config)
         if "med" in evaluations:
             batch = composition_test_batch(config, MED_TEST["sequences"], MED_TEST["seq_len"],

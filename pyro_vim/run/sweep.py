@@ -65,6 +65,9 @@ def run_experiment(experiment: Experiment, out: str, seeds: Optional[Sequence[in
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: accuracy "
                     f"{m.get('rule_module_accuracy')}, step error max "
                     f"{m.get('module_step_error_max')}, recon {m.get('recon_mse')}")
+            elif config.data.name == "npz" and m.get("accuracy", 0) is None:   # no truth
+                log(f"[{time.strftime('%H:%M:%S')}] {label}: recon {m.get('recon_mse')}, "
+                    f"kl_z {m.get('kl_z')}, module usage {m.get('module_usage')}")
             else:            # a baseline without modules (G-SWM): its own headline numbers
                 log(f"[{time.strftime('%H:%M:%S')}] {label}: recon {m.get('recon_mse')}, MED "
                     f"{m.get('med')}, compositional MED single/multi-step "

@@ -28,8 +28,8 @@ from typing import Callable, Dict, Optional
 import pyro
 import torch
 
-from . import registry
-from .checkpoint import (
+from .. import registry
+from ..checkpoint import (
     CheckpointWriteError,
     check_config,
     load_checkpoint,
@@ -38,9 +38,9 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import VIMConfig
-from .data.shards import ShardData
-from .distributed import (
+from ..config import VIMConfig
+from ..data.shards import ShardData
+from ..distributed import (
     Context,
     all_reduce_grads,
     all_reduce_sum,
@@ -48,14 +48,14 @@ from .distributed import (
     from_env,
     gather_objects,
 )
-from .elbo import TermsELBO
-from .evaluate import evaluate_batch, identification, reconstruction_metrics
-from .files import atomic_write, json_ready
-from .models import build_model
-from .nn.accel import accelerate_networks
-from .nn.transition import TransitionModules
-from .rundir import RunLock, is_no_space, no_space_message
-from .tensorboard import make_logger
+from ..elbo import TermsELBO
+from ..evaluate import evaluate_batch, identification, reconstruction_metrics
+from ..files import atomic_write, json_ready
+from ..models import build_model
+from ..nn.accel import accelerate_networks
+from ..nn.transition import TransitionModules
+from ..rundir import RunLock, is_no_space, no_space_message
+from ..tensorboard import make_logger
 
 TRAIN_SEED_STRIDE = 10_000_000
 #: Under torch.distributed, rank r's sampling noise is seeded with seed + r * RANK_SEED_STRIDE.
