@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from pyro_vim.config import VIMConfig
 from pyro_vim.data import RandomWalk, VideoBatch, save_npz
 from pyro_vim.data.shards import FramesBatch, ShardData, ShardDataset, write_frames_shard
 from pyro_vim.train import Trainer
@@ -166,11 +167,11 @@ def test_the_runner_trains_and_scores_recorded_videos(shard_dir, tmp_path, capsy
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["metrics"]["accuracy"] is None
     assert np.isfinite(metrics["metrics"]["recon_mse"]) and metrics["before_learning"]
-    config = json.loads((run / "config.json").read_text())
+    config = VIMConfig.from_saved(json.loads((run / "config.json").read_text()))
     # the frames' side, and the pixel scales of the declared sizes (the paper's defaults)
-    assert config["image_size"] == 16
-    assert (config["selection_scale"], config["mask_extent"], config["z_pos_scale"],
-            config["module_init_scale"]) == (1.0, 5.0, 0.5, 1.0)
+    assert config.image_size == 16
+    assert (config.selection_scale, config.mask_extent, config.z_pos_scale,
+            config.module_init_scale) == (1.0, 5.0, 0.5, 1.0)
     # an image size the shards do not have is refused before anything is written
     code = runner.main(["ablations", "--out", str(tmp_path / "other"), "--set",
                         "data.name=npz", f"data.path={path}", *tiny])

@@ -149,7 +149,7 @@ def test_the_package_keeps_the_modules_names():
     from pyro_vim.train import trainer
     for name in ("Trainer", "train", "NonFiniteError", "train_seed", "eval_seed",
                  "default_device", "make_generator", "TERMS", "TRAIN_SEED_STRIDE",
-                 "RANK_SEED_STRIDE", "EVAL_SEED_OFFSET", "_log_line", "_json_safe", "ShardData",
+                 "RANK_SEED_STRIDE", "EVAL_SEED_OFFSET", "_log_line", "ShardData",
                  "RunLock", "CheckpointWriteError"):
         assert getattr(package, name) is getattr(trainer, name)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):

@@ -204,11 +204,12 @@ def _data_overrides(args) -> Tuple[List[str], dict]:
 
 
 def _checkpoint_config(args) -> Optional[dict]:
-    """The config the run in OUT was trained with (``--resume``), or None (unreadable: the
+    """The pixel-unit settings of the run in OUT (``--resume``), or None (unreadable: the
     trainer then says why)."""
     try:
-        return load_checkpoint(os.path.join(args.out, "checkpoint.pt"),
-                               map_location="cpu")["config"]
+        saved = load_checkpoint(os.path.join(args.out, "checkpoint.pt"),
+                                map_location="cpu")["config"]
+        return {k: getattr(VIMConfig.from_saved(saved), k) for k in SCALE_RULES}
     except Exception:
         return None
 
