@@ -35,7 +35,7 @@ from . import registry
 from .nn.slot_attention import BACKGROUND_COLOURS, SLOT_INITS
 
 PRESETS = ("cpu", "paper")
-DATASETS = ("random_walk", "compositional", "ood", "npz")
+DATASETS = ("random_walk", "compositional", "ood", "glyphs", "npz")
 #: Top-level keys of configs written before the ``data`` section existed, and where they went.
 _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: The version of the config format written today (see :mod:`pyro_vim.migrations`).
@@ -49,7 +49,12 @@ class DataConfig:
     The frames' side is the top-level ``VIMConfig.image_size`` (model and data share it).
     ``radius`` and ``colors`` are the balls' (``random_walk``, ``compositional``); ``ood``
     objects take their own sizes and palette.  ``min_moves``/``max_moves`` are the
-    compositional data's number of atomic moves between two frames.  ``name = "npz"`` trains on
+    compositional data's number of atomic moves between two frames.  ``glyphs`` (same-coloured
+    stroke glyphs, :class:`~pyro_vim.data.GlyphRandomWalk`) reads ``object_size`` (the side of
+    a glyph's box), ``colors`` (one colour, default white), ``min_separation`` /
+    ``max_separation`` (how far apart objects start; None: unconstrained) and ``glyph_seed``
+    (which glyphs); every field has one default for all generators, so the recording the
+    glyphs were made for is ``--set data.name=glyphs data.step=2``.  ``name = "npz"`` trains on
     recorded videos: ``path`` is a directory of ``.npz`` shards (:mod:`pyro_vim.data.shards`);
     the generator fields are then unused.
     """
@@ -63,6 +68,10 @@ class DataConfig:
     background: Optional[Union[str, List[float]]] = None   # None (black), RGB, or "texture"
     texture_seed: int = 0
     path: Optional[str] = None             # name = "npz": the directory of .npz shards
+    object_size: int = 8                   # glyphs: side of a glyph's box, px (>= 3)
+    min_separation: Optional[int] = 1      # glyphs: first-frame gap between boxes, px
+    max_separation: Optional[int] = None   # glyphs: each starts this near an earlier one
+    glyph_seed: int = 0                    # glyphs: seed of the glyph bank
 
     def validate(self) -> "DataConfig":
         if self.name not in DATASETS:
@@ -97,6 +106,28 @@ class DataConfig:
                 or self.texture_seed < 0:
             raise ValueError(f"VIMConfig.data.texture_seed must be a non-negative int, got "
                              f"{self.texture_seed!r}")
+        if isinstance(self.object_size, bool) or not isinstance(self.object_size, int) \
+                or self.object_size < 3:
+            raise ValueError(f"VIMConfig.data.object_size must be an int >= 3 (pixels), got "
+                             f"{self.object_size!r}")
+        for name in ("min_separation", "max_separation"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < -self.object_size):
+                raise ValueError(f"VIMConfig.data.{name} must be None or an int >= "
+                                 f"-object_size ({-self.object_size}), got {value!r}")
+        if None not in (self.min_separation, self.max_separation) \
+                and self.max_separation < self.min_separation:
+            raise ValueError(f"VIMConfig.data.max_separation ({self.max_separation}) must be >= "
+                             f"data.min_separation ({self.min_separation}); for objects that "
+                             "start touching set data.min_separation=none too")
+        if isinstance(self.glyph_seed, bool) or not isinstance(self.glyph_seed, int) \
+                or self.glyph_seed < 0:
+            raise ValueError(f"VIMConfig.data.glyph_seed must be a non-negative int, got "
+                             f"{self.glyph_seed!r}")
+        if self.name == "glyphs" and self.colors is not None and len(self.colors) != 1:
+            raise ValueError(f"VIMConfig.data.colors: glyphs share one colour, give one RGB "
+                             f"triple (e.g. [[1, 1, 1]]), got {len(self.colors)}")
         if self.name == "npz" and (not isinstance(self.path, str) or not self.path):
             raise ValueError("VIMConfig.data.name='npz' needs data.path, a directory of .npz "
                              f"shards; got data.path={self.path!r}")
@@ -113,6 +144,10 @@ class DataConfig:
             kwargs.update(radius=self.radius, colors=self.colors)
         if self.name == "compositional":
             kwargs.update(min_moves=self.min_moves, max_moves=self.max_moves)
+        if self.name == "glyphs":
+            kwargs.update(object_size=self.object_size, colors=self.colors,
+                          min_separation=self.min_separation,
+                          max_separation=self.max_separation, glyph_seed=self.glyph_seed)
         return kwargs
 
 

@@ -1,4 +1,5 @@
-"""The video data: synthetic Random Walk datasets of the VIM paper (Sec. 5), saving and loading.
+"""The video data: synthetic Random Walk datasets of the VIM paper (Sec. 5) and same-coloured
+stroke glyphs on the same walk, saving and loading.
 
 Generators (pure NumPy, deterministic given a seed)::
 
@@ -11,6 +12,7 @@ One concept a module, the public names re-exported here:
 * :mod:`~pyro_vim.data.batch` -- :class:`VideoBatch`, videos with all their ground truth;
 * :mod:`~pyro_vim.data.random_walk` -- the generators, their moves, shapes and sizes;
 * :mod:`~pyro_vim.data.palettes` -- the training and out-of-distribution colours;
+* :mod:`~pyro_vim.data.glyphs` -- the stroke glyphs of the ``glyphs`` data;
 * :mod:`~pyro_vim.data.io` -- :func:`save_npz` / :func:`load_npz`;
 * :mod:`~pyro_vim.data.dataset` -- :class:`VideoDataset`, a torch ``Dataset`` of sequences;
 * :mod:`~pyro_vim.data.shards` -- training from a directory of ``.npz`` shards;
@@ -23,6 +25,7 @@ from pyro_vim.data.dataset import VideoDataset
 from pyro_vim.data.io import load_npz, save_npz
 from pyro_vim.data.palettes import OOD_COLORS, TRAIN_COLORS
 from pyro_vim.data.random_walk import (
+    GLYPH_SIZE,
     MOVE_VECTORS,
     MOVES,
     OOD_SHAPES,
@@ -31,6 +34,7 @@ from pyro_vim.data.random_walk import (
     TRAIN_RADIUS,
     TRAIN_STEP,
     CompositionalRandomWalk,
+    GlyphRandomWalk,
     OODRandomWalk,
     RandomWalk,
     make_dataset,
@@ -50,6 +54,8 @@ __all__ = [
     "RandomWalk",
     "CompositionalRandomWalk",
     "OODRandomWalk",
+    "GlyphRandomWalk",
+    "GLYPH_SIZE",
     "make_dataset",
     "save_npz",
     "load_npz",

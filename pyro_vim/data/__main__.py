@@ -2,6 +2,7 @@
 
     python -m pyro_vim.data --dataset random_walk --num-sequences 64 --seq-len 10 \\
         --seed 0 --out out/random_walk
+    python -m pyro_vim.data --dataset glyphs --step 2 --out out/glyphs
 
 writes ``OUT/dataset.npz`` (see :func:`pyro_vim.data.save_npz`), ``OUT/preview.png`` (a few
 sequences x frames with the true moves drawn as arrows) and ``OUT/preview.gif`` (the same
@@ -24,7 +25,8 @@ PREVIEW_FRAMES = 8
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pyro_vim.data",
-        description="Generate a Random Walk video dataset (VIM paper, Sec. 5) with a preview.",
+        description="Generate a Random Walk video dataset (VIM paper, Sec. 5; or same-coloured "
+                    "glyphs on the same walk) with a preview.",
     )
     parser.add_argument("--dataset", required=True, choices=list(DATASETS),
                         help="which generator to use")
@@ -35,9 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed >= 0 (default 0)")
     parser.add_argument("--num-objects", type=int, default=3, help="objects per video")
     parser.add_argument("--image-size", type=int, default=32, help="frame side in pixels")
-    parser.add_argument("--max-moves", type=int, default=None,
+    parser.add_argument("--step", type=int, default=None,
+                        help="pixels per atomic move (default 3)")
+    parser.add_argument("--max-moves", type=int, default=argparse.SUPPRESS,
                         help="compositional only: most atomic moves per transition (default 5)")
+    parser.add_argument("--object-size", type=int, default=argparse.SUPPRESS,
+                        help="glyphs only: side of a glyph's box in pixels (default 8)")
+    parser.add_argument("--min-separation", type=_optional_int, default=argparse.SUPPRESS,
+                        help="glyphs only: first-frame gap between objects' boxes in pixels, "
+                             "'none' for unconstrained (default 1: apart)")
+    parser.add_argument("--max-separation", type=_optional_int, default=argparse.SUPPRESS,
+                        help="glyphs only: each object starts at most this far from an earlier "
+                             "one (0: touching or overlapping, with --min-separation none; "
+                             "default none)")
     return parser
+
+
+def _optional_int(text: str):
+    """An int, or ``"none"`` for None (argparse turns the ValueError into a usage error)."""
+    return None if text.lower() == "none" else int(text)
+
+
+#: Options that only one generator reads: generator keyword -> that generator.
+_ONLY_FOR = {"max_moves": "compositional", "object_size": "glyphs",
+             "min_separation": "glyphs", "max_separation": "glyphs"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -45,10 +68,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     kwargs = {"num_objects": args.num_objects, "image_size": args.image_size}
-    if args.max_moves is not None:
-        if args.dataset != "compositional":
-            parser.error("--max-moves only applies to --dataset compositional")
-        kwargs["max_moves"] = args.max_moves
+    if args.step is not None:
+        kwargs["step"] = args.step
+    for key, dataset in _ONLY_FOR.items():
+        if key in vars(args):                       # given (these options default to absent)
+            if args.dataset != dataset:
+                parser.error(f"--{key.replace('_', '-')} only applies to --dataset {dataset}")
+            kwargs[key] = getattr(args, key)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} exists and is not a folder")
     try:

@@ -35,7 +35,8 @@ class VideoBatch:
             compositional data).
         masks: ``(N, T, O, H, W)`` bool instance masks of the *visible* pixels.
         attributes: ``{"color": (N, O, 3) float32, "shape": (N, O) int64 index into
-            pyro_vim.data.SHAPES, "size": (N, O) int64 radius / half-size in pixels}``.
+            pyro_vim.data.SHAPES (for the ``glyphs`` data: into the generator's ``glyphs``),
+            "size": (N, O) int64 radius / half-size in pixels (glyphs: box side)}``.
         config: JSON-serialisable description of the generator and of the ``generate``
             call (class name, arguments, ``num_sequences``, ``seq_len``, ``seed``). A
             subset taken with ``batch[idx]`` keeps its parent's config.

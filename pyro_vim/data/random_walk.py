@@ -1,6 +1,6 @@
 """Synthetic Random Walk video datasets (VIM paper, Sec. 5).
 
-Three generators share one vectorised NumPy implementation:
+Four generators share one vectorised NumPy implementation:
 
 * :class:`RandomWalk` -- coloured balls on a black background; between two consecutive
   frames every ball makes exactly one atomic move (up, down, left or right) of ``step``
@@ -10,6 +10,9 @@ Three generators share one vectorised NumPy implementation:
   rendered (Sec. 5.2, "Compositional Random Walk").
 * :class:`OODRandomWalk` -- the Random Walk dynamics with objects whose shape, colour and
   size never occur in the training data (Sec. 5.3, "Dynamics Transfer").
+* :class:`GlyphRandomWalk` -- the Random Walk dynamics with objects of one colour that only
+  their shape tells apart: 1-px stroke glyphs (:mod:`pyro_vim.data.glyphs`), placed apart,
+  touching or overlapping (not in the paper: test data for perception without colour).
 
 Conventions
 -----------
@@ -46,6 +49,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from pyro_vim.data.batch import VideoBatch
+from pyro_vim.data.glyphs import MIN_GLYPH_SIZE, glyph_stencils
 from pyro_vim.data.palettes import (
     _MIN_OOD_COLOR_DISTANCE,
     OOD_COLORS,
@@ -64,6 +68,8 @@ __all__ = [
     "RandomWalk",
     "CompositionalRandomWalk",
     "OODRandomWalk",
+    "GlyphRandomWalk",
+    "GLYPH_SIZE",
     "DATASETS",
     "make_dataset",
     "object_stencil",
@@ -221,6 +227,38 @@ class _Walk:
             self._stencil_cache[key] = object_stencil(SHAPES[key[0]], key[1])
         return self._stencil_cache[key]
 
+    def _kind_name(self, shape_id: int, size: int) -> str:
+        """How error messages name an object kind."""
+        return f"{SHAPES[shape_id]} of size {size}"
+
+    def _bounds(self, shape_ids: np.ndarray, sizes: np.ndarray):
+        """Admissible centre range ``lo, hi`` (int64, ``shape_ids.shape + (2,)``, as (x, y)) of
+        each object: its stencil stays inside the frame."""
+        lo = np.empty(shape_ids.shape + (2,), dtype=np.int64)
+        hi = np.empty(shape_ids.shape + (2,), dtype=np.int64)
+        for sid, sz in {(int(a), int(b)) for a, b in zip(shape_ids.ravel(), sizes.ravel())}:
+            st = self._stencil(sid, sz)
+            sel = (shape_ids == sid) & (sizes == sz)
+            lo[sel] = [-st[:, 1].min(), -st[:, 0].min()]  # (x, y)
+            hi[sel] = [self.image_size - 1 - st[:, 1].max(), self.image_size - 1 - st[:, 0].max()]
+        return lo, hi
+
+    def _initial_positions(self, rng: np.random.Generator, lo: np.ndarray,
+                           hi: np.ndarray) -> np.ndarray:
+        """First-frame centres (n, O, 2): uniform in ``[lo, hi]``, independently."""
+        return rng.integers(lo, hi + 1)
+
+    def _default_colors(self, o: int) -> np.ndarray:
+        """:meth:`render`'s colours (O, 3) when none are given: the first O palette colours."""
+        if o > len(self.palette):
+            raise ValueError(f"{o} objects need colors: the palette has {len(self.palette)}")
+        return self.palette[:o]
+
+    def _default_kinds(self, o: int):
+        """:meth:`render`'s objects: shape ids and sizes (O,) -- the generator's first kind."""
+        shape_id, size = self._kinds()[0]
+        return np.full(o, shape_id, dtype=np.int64), np.full(o, size, dtype=np.int64)
+
     def _make_background(self) -> np.ndarray:
         """The (3, S, S) background image; objects' colours must stand out from it."""
         spec, size = self._background_spec, self.image_size
@@ -254,8 +292,9 @@ class _Walk:
             needed = extent + 2 * self.step - 1
             if self.image_size < needed:
                 raise ValueError(
-                    f"image_size={self.image_size} is too small for a {SHAPES[shape_id]} of "
-                    f"size {size} ({extent} px wide) moving by step={self.step}: need "
+                    f"image_size={self.image_size} is too small for a "
+                    f"{self._kind_name(shape_id, size)} ({extent} px wide) moving by "
+                    f"step={self.step}: need "
                     f"image_size >= {needed} (object width + 2 * step - 1)"
                 )
 
@@ -296,21 +335,13 @@ class _Walk:
             )
         seed = _check_seed(seed)
         rng = np.random.default_rng(seed)
-        o, size = self.num_objects, self.image_size
+        o = self.num_objects
 
         colors, shape_ids, sizes = self._draw_attributes(rng, n)
 
-        # Admissible centre range of every object: its stencil stays inside the frame.
-        lo = np.empty((n, o, 2), dtype=np.int64)
-        hi = np.empty((n, o, 2), dtype=np.int64)
-        for sid, sz in {(int(a), int(b)) for a, b in zip(shape_ids.ravel(), sizes.ravel())}:
-            st = self._stencil(sid, sz)
-            sel = (shape_ids == sid) & (sizes == sz)
-            lo[sel] = [-st[:, 1].min(), -st[:, 0].min()]  # (x, y)
-            hi[sel] = [size - 1 - st[:, 1].max(), size - 1 - st[:, 0].max()]
-
+        lo, hi = self._bounds(shape_ids, sizes)
         pos = np.empty((n, t_len, o, 2), dtype=np.int64)
-        pos[:, 0] = rng.integers(lo, hi + 1)
+        pos[:, 0] = self._initial_positions(rng, lo, hi)
         moves = np.full((n, t_len - 1, o, self.max_slots), -1, dtype=np.int64)
         for t in range(1, t_len):
             moves[:, t - 1], pos[:, t] = self._sample_moves(rng, pos[:, t - 1], lo, hi)
@@ -337,7 +368,8 @@ class _Walk:
         Returns:
             (N, 3, S, S) float32 frames in [0, 1], drawn exactly as :meth:`generate` draws a
             frame (later objects on top, this generator's background).  The object kind is the
-            generator's first (for Random Walk: a ball of ``radius``).
+            generator's first (for Random Walk: a ball of ``radius``; for the glyphs, object
+            ``k`` is glyph ``k``).
         """
         pos = np.asarray(positions, dtype=np.float64)
         if pos.ndim != 3 or pos.shape[-1] != 2 or pos.shape[0] == 0 or pos.shape[1] == 0:
@@ -345,25 +377,24 @@ class _Walk:
         if not np.all(np.isfinite(pos)) or not np.array_equal(pos, np.round(pos)):
             raise ValueError("positions must be whole pixel coordinates")
         n, o = pos.shape[:2]
-        shape_id, size = self._kinds()[0]
-        st = self._stencil(shape_id, size)
-        lo = np.array([-st[:, 1].min(), -st[:, 0].min()])
-        hi = np.array([self.image_size - 1 - st[:, 1].max(), self.image_size - 1 - st[:, 0].max()])
-        if np.any(pos < lo) or np.any(pos > hi):
-            raise ValueError(f"positions must keep every object inside the frame: x and y in "
-                             f"[{lo[0]}, {hi[0]}] for this {SHAPES[shape_id]} of size {size}")
+        kinds, kind_sizes = self._default_kinds(o)
+        lo, hi = self._bounds(kinds, kind_sizes)
+        bad = np.any((pos < lo) | (pos > hi), axis=(0, 2))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(f"positions must keep every object inside the frame: x in "
+                             f"[{lo[k, 0]}, {hi[k, 0]}] and y in [{lo[k, 1]}, {hi[k, 1]}] for "
+                             f"this {self._kind_name(kinds[k], kind_sizes[k])}")
         if colors is None:
-            if o > len(self.palette):
-                raise ValueError(f"{o} objects need colors: the palette has {len(self.palette)}")
-            cols = np.broadcast_to(self.palette[:o], (n, o, 3))
+            cols = np.broadcast_to(self._default_colors(o), (n, o, 3))
         else:
             cols = np.asarray(colors, dtype=np.float32)
             if cols.shape not in ((o, 3), (n, o, 3)) or cols.min() < 0 or cols.max() > 1:
                 raise ValueError(f"colors must be (O, 3) or (N, O, 3) RGB in [0, 1] with O={o}, "
                                  f"got {cols.shape}")
             cols = np.broadcast_to(cols, (n, o, 3))
-        shape_ids = np.full((n, o), shape_id, dtype=np.int64)
-        sizes = np.full((n, o), size, dtype=np.int64)
+        shape_ids = np.broadcast_to(kinds, (n, o))
+        sizes = np.broadcast_to(kind_sizes, (n, o))
         frames, _ = self._render(pos.astype(np.int64)[:, None], np.ascontiguousarray(cols),
                                  shape_ids, sizes)
         return frames[:, 0]
@@ -607,16 +638,184 @@ class OODRandomWalk(_Walk):
     _sample_moves = RandomWalk._sample_moves
 
 
+#: Side of a glyph's box in pixels (the ``glyphs`` data: 8 x 8 px, as in the recording of the
+#: issue that asked for them).
+GLYPH_SIZE = 8
+#: Candidate positions drawn per object and per try when placing objects apart.
+_PLACEMENT_CANDIDATES = 64
+#: Tries (each placing a whole video again) before a placement is declared impossible.
+_PLACEMENT_TRIES = 200
+
+
+class GlyphRandomWalk(_Walk):
+    """Same-coloured stroke glyphs on the Random Walk dynamics (``S = 1``): objects that only
+    their shape tells apart.
+
+    Each video draws ``num_objects`` different glyphs (:mod:`pyro_vim.data.glyphs`) of a bank of
+    ``num_glyphs``, all painted in one colour.  ``attributes["shape"]`` is the glyph's index in
+    the bank (:attr:`glyphs`; not an index into :data:`SHAPES`), ``attributes["size"]`` the side
+    of its box, ``positions`` the pixel nearest to the centroid of its pixels.
+
+    Args:
+        num_objects, image_size, step, background, texture_seed: as for :class:`RandomWalk`
+            (the recording that motivated the data moved 2 px a frame: ``step=2``).
+        object_size: side of a glyph's box in pixels, >= 3 (default :data:`GLYPH_SIZE`).
+        colors: the glyphs' one colour, one RGB triple in ``[0, 1]`` (a ``(1, 3)`` palette;
+            default white).
+        min_separation: on the first frame, every two objects' boxes are at least this many
+            pixels apart (along x or y): 1 (the default) leaves background between them, 0 lets
+            them touch, ``-d`` lets them overlap by up to ``d`` px; None places objects
+            independently (as :class:`RandomWalk`, overlaps included).  Later frames are free:
+            objects walk over each other, later objects drawn on top.
+        max_separation: None (default), or each object after the first starts at most this
+            many pixels from the box of an earlier one, chosen at random: 0 makes every video
+            start with objects touching or overlapping, ``-d`` overlapping by at least ``d`` px.
+        num_glyphs: glyphs in the bank (default 64), >= ``num_objects``.
+        glyph_seed: seed of the bank; another seed gives other glyphs (unseen shapes).
+    """
+
+    name = "glyphs"
+
+    def __init__(
+        self,
+        num_objects: int = 3,
+        image_size: int = 32,
+        object_size: int = GLYPH_SIZE,
+        step: int = TRAIN_STEP,
+        colors: Optional[Sequence[Sequence[float]]] = None,
+        min_separation: Optional[int] = 1,
+        max_separation: Optional[int] = None,
+        num_glyphs: int = 64,
+        glyph_seed: int = 0,
+        background: Any = None,
+        texture_seed: int = 0,
+    ) -> None:
+        super().__init__(num_objects, image_size, step, background, texture_seed)
+        self.object_size = _check_int("object_size", object_size, minimum=MIN_GLYPH_SIZE)
+        least = -self.object_size
+        self.min_separation = None if min_separation is None else _check_int(
+            "min_separation", min_separation, minimum=least)
+        self.max_separation = None if max_separation is None else _check_int(
+            "max_separation", max_separation, minimum=least)
+        if None not in (self.min_separation, self.max_separation) \
+                and self.max_separation < self.min_separation:
+            raise ValueError(f"max_separation={self.max_separation} must be >= "
+                             f"min_separation={self.min_separation} (for objects that start "
+                             "touching, set min_separation=None too)")
+        gap = self.min_separation
+        if gap is not None and self.num_objects * (self.object_size + gap) ** 2 > (
+                self.image_size + gap) ** 2:
+            raise ValueError(
+                f"min_separation={gap}: {self.num_objects} boxes of {self.object_size} px, {gap} "
+                f"px apart, do not fit in {self.image_size} x {self.image_size} px frames; lower "
+                "min_separation or num_objects, or raise image_size")
+        self.num_glyphs = _check_int("num_glyphs", num_glyphs)
+        if self.num_glyphs < self.num_objects:
+            raise ValueError(f"num_glyphs={self.num_glyphs} must be >= num_objects="
+                             f"{self.num_objects} (the objects of a video are different glyphs)")
+        self.glyph_seed = _check_int("glyph_seed", glyph_seed, minimum=0)
+        self._custom_colors = colors is not None
+        if colors is None:
+            self.palette = np.ones((1, 3), dtype=np.float32)
+        else:
+            if np.shape(colors) == (3,):
+                colors = [colors]
+            self.palette = _check_palette("colors", colors)
+            if len(self.palette) != 1:
+                raise ValueError(f"colors: glyphs share one colour, give one RGB triple (e.g. "
+                                 f"[[1, 1, 1]]), got {len(self.palette)} colours")
+        #: The bank: (P, 2) ``(dy, dx)`` pixel offsets of each glyph.
+        self.glyphs = glyph_stencils(self.num_glyphs, self.object_size, self.glyph_seed)
+        self._check_fits()
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        cfg = self._base_config()
+        cfg.update(object_size=self.object_size,
+                   colors=self.palette.tolist() if self._custom_colors else None,
+                   min_separation=self.min_separation, max_separation=self.max_separation,
+                   num_glyphs=self.num_glyphs, glyph_seed=self.glyph_seed)
+        return cfg
+
+    def _stencil(self, shape_id: int, size: int) -> np.ndarray:
+        return self.glyphs[shape_id]
+
+    def _kind_name(self, shape_id: int, size: int) -> str:
+        return f"glyph {shape_id} ({size} x {size} px box)"
+
+    def _kinds(self):
+        return [(k, self.object_size) for k in range(self.num_glyphs)]
+
+    def _default_colors(self, o: int) -> np.ndarray:
+        return np.repeat(self.palette, o, axis=0)
+
+    def _default_kinds(self, o: int):
+        if o > self.num_glyphs:
+            raise ValueError(f"{o} objects need {o} glyphs: the bank has {self.num_glyphs}")
+        return np.arange(o, dtype=np.int64), np.full(o, self.object_size, dtype=np.int64)
+
+    def _draw_attributes(self, rng, n):
+        o = self.num_objects
+        colors = np.repeat(self.palette[None], n * o, axis=0).reshape(n, o, 3)
+        glyphs = self._pick_colors(rng, np.arange(self.num_glyphs, dtype=np.int64), n, o)
+        return colors, glyphs, np.full((n, o), self.object_size, dtype=np.int64)
+
+    _sample_moves = RandomWalk._sample_moves
+
+    def _initial_positions(self, rng, lo, hi):
+        if self.min_separation is None and self.max_separation is None:
+            return super()._initial_positions(rng, lo, hi)
+        n, o, _ = lo.shape
+        low, high = lo, self.image_size - 1 - hi     # a box: [centre - low, centre + high]
+        pos = np.zeros((n, o, 2), dtype=np.int64)
+        todo = np.arange(n)
+        reach = self.object_size * 2 + (self.max_separation or 0)
+        for _ in range(_PLACEMENT_TRIES):
+            m = len(todo)
+            placed = np.ones(m, dtype=bool)
+            for k in range(o):
+                shape = (m, _PLACEMENT_CANDIDATES, 2)
+                if k == 0 or self.max_separation is None:
+                    cand = rng.integers(lo[todo, None, k], hi[todo, None, k] + 1, size=shape)
+                else:                            # near a random earlier object
+                    anchor = pos[todo[:, None], rng.integers(0, k, size=shape[:2])]
+                    cand = anchor + rng.integers(-reach, reach + 1, size=shape)
+                ok = np.all((cand >= lo[todo, None, k]) & (cand <= hi[todo, None, k]), axis=-1)
+                if k > 0:
+                    # gap between boxes: background px between them along x or y (< 0: overlap)
+                    a_lo = pos[todo, None, :k] - low[todo, None, :k]            # (m, 1, k, 2)
+                    a_hi = pos[todo, None, :k] + high[todo, None, :k]
+                    b_lo = (cand - low[todo, None, k])[:, :, None]              # (m, C, 1, 2)
+                    b_hi = (cand + high[todo, None, k])[:, :, None]
+                    gap = (np.maximum(b_lo - a_hi, a_lo - b_hi) - 1).max(axis=-1)  # (m, C, k)
+                    if self.min_separation is not None:
+                        ok &= np.all(gap >= self.min_separation, axis=-1)
+                    if self.max_separation is not None:
+                        ok &= np.any(gap <= self.max_separation, axis=-1)
+                pos[todo, k] = cand[np.arange(m), np.argmax(ok, axis=1)]
+                placed &= ok.any(axis=1)
+            todo = todo[~placed]
+            if len(todo) == 0:
+                return pos
+        raise ValueError(
+            f"could not place {o} glyphs of {self.object_size} px with min_separation="
+            f"{self.min_separation} and max_separation={self.max_separation} in "
+            f"{self.image_size} x {self.image_size} px frames; relax them, lower num_objects or "
+            "raise image_size")
+
+
 #: Dataset name -> generator class.
 DATASETS = {
     RandomWalk.name: RandomWalk,
     CompositionalRandomWalk.name: CompositionalRandomWalk,
     OODRandomWalk.name: OODRandomWalk,
+    GlyphRandomWalk.name: GlyphRandomWalk,
 }
 
 
 def make_dataset(name: str, **kwargs: Any) -> _Walk:
-    """Build a generator by name: ``"random_walk"``, ``"compositional"`` or ``"ood"``."""
+    """Build a generator by name: ``"random_walk"``, ``"compositional"``, ``"ood"`` or
+    ``"glyphs"``."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     return DATASETS[name](**kwargs)

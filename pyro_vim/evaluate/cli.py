@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                     "DIR/metrics.json and figures.")
     p.add_argument("checkpoint", help="checkpoint file written by pyro_vim.train")
     p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--dataset", choices=("random_walk", "compositional", "ood"), default=None,
+    p.add_argument("--dataset", choices=("random_walk", "compositional", "ood", "glyphs"),
+                   default=None,
                    help="generated evaluation data (default: the checkpoint's dataset)")
     p.add_argument("--data", default=None,
                    help="evaluate on a saved VideoBatch (.npz from pyro_vim.data) instead")
