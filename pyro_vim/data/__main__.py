@@ -4,8 +4,9 @@
         --seed 0 --out out/random_walk
 
 writes ``OUT/dataset.npz`` (see :func:`pyro_vim.data.save_npz`), ``OUT/preview.png`` (a few
-sequences x frames with the true moves drawn as arrows) and ``OUT/preview.gif`` (the same
-sequences animated side by side). Invalid arguments exit with status 2 and write nothing.
+sequences x frames with the true moves drawn as arrows; for ``--dataset bouncing`` each ball's
+velocity) and ``OUT/preview.gif`` (the same sequences animated side by side). Invalid
+arguments exit with status 2 and write nothing.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ PREVIEW_FRAMES = 8
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pyro_vim.data",
-        description="Generate a Random Walk video dataset (VIM paper, Sec. 5) with a preview.",
+        description="Generate a Random Walk (VIM paper, Sec. 5) or bouncing-balls video "
+                    "dataset with a preview.",
     )
     parser.add_argument("--dataset", required=True, choices=list(DATASETS),
                         help="which generator to use")
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=32, help="frame side in pixels")
     parser.add_argument("--max-moves", type=int, default=None,
                         help="compositional only: most atomic moves per transition (default 5)")
+    parser.add_argument("--radius", type=int, default=None,
+                        help="random_walk, compositional, bouncing: ball radius in pixels "
+                             "(default 3)")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="bouncing only: pixels per frame (default 2)")
     return parser
 
 
@@ -49,6 +56,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.dataset != "compositional":
             parser.error("--max-moves only applies to --dataset compositional")
         kwargs["max_moves"] = args.max_moves
+    if args.speed is not None:
+        if args.dataset != "bouncing":
+            parser.error("--speed only applies to --dataset bouncing")
+        kwargs["speed"] = args.speed
+    if args.radius is not None:
+        if args.dataset == "ood":
+            parser.error("--radius does not apply to --dataset ood (its objects take their own "
+                         "sizes)")
+        kwargs["radius"] = args.radius
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} exists and is not a folder")
     try:
@@ -72,7 +88,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{batch.seq_len} frames, {batch.num_objects} objects, "
         f"{batch.image_size}x{batch.image_size} px, seed {args.seed})"
     )
-    print(f"wrote {png} ({shown} sequences, moves drawn as arrows)")
+    drawn = "velocities" if "velocities" in batch.extra else "moves"
+    print(f"wrote {png} ({shown} sequences, {drawn} drawn as arrows)")
     print(f"wrote {gif} ({shown} sequences side by side)")
     return 0
 
