@@ -3,6 +3,7 @@ from . import baselines, duplicates, tracking  # noqa: F401  (register families 
 from .config import DataConfig, VIMConfig
 from .data import (
                    MOVES,
+                   BouncingBalls,
                    CompositionalRandomWalk,
                    OODRandomWalk,
                    RandomWalk,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = ["VIM", "VIMConfig", "DataConfig", "build_model", "load_model",
            "SlotState", "VideoBatch", "RandomWalk", "CompositionalRandomWalk",
-           "OODRandomWalk", "MOVES", "make_dataset", "SafeRelaxedOneHotCategorical",
+           "OODRandomWalk", "BouncingBalls", "MOVES", "make_dataset",
+           "SafeRelaxedOneHotCategorical",
            "SpatialGaussianMixture", "SlotAttentionGuide", "KeyQueryGuide", "KeyQueryPrior",
            "UniformPrior"]

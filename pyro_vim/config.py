@@ -35,7 +35,7 @@ from . import registry
 from .nn.slot_attention import BACKGROUND_COLOURS, SLOT_INITS
 
 PRESETS = ("cpu", "paper")
-DATASETS = ("random_walk", "compositional", "ood", "glyphs", "npz")
+DATASETS = ("random_walk", "compositional", "ood", "glyphs", "bouncing", "npz")
 #: Top-level keys of configs written before the ``data`` section existed, and where they went.
 _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: The version of the config format written today (see :mod:`pyro_vim.migrations`).
@@ -47,20 +47,23 @@ class DataConfig:
     """The data generator of an experiment (:func:`pyro_vim.data.make_dataset` arguments).
 
     The frames' side is the top-level ``VIMConfig.image_size`` (model and data share it).
-    ``radius`` and ``colors`` are the balls' (``random_walk``, ``compositional``); ``ood``
-    objects take their own sizes and palette.  ``min_moves``/``max_moves`` are the
-    compositional data's number of atomic moves between two frames.  ``glyphs`` (same-coloured
-    stroke glyphs, :class:`~pyro_vim.data.GlyphRandomWalk`) reads ``object_size`` (the side of
-    a glyph's box), ``colors`` (one colour, default white), ``min_separation`` /
-    ``max_separation`` (how far apart objects start; None: unconstrained) and ``glyph_seed``
-    (which glyphs); every field has one default for all generators, so the recording the
-    glyphs were made for is ``--set data.name=glyphs data.step=2``.  ``name = "npz"`` trains on
+    ``radius`` and ``colors`` are the balls' (``random_walk``, ``compositional``,
+    ``bouncing``); ``ood`` objects take their own sizes and palette.  ``step`` is the random
+    walks' move in pixels, ``speed`` the bouncing balls' pixels per frame (each generator takes
+    only its own).  ``min_moves``/``max_moves`` are the compositional data's number of atomic
+    moves between two frames.  ``glyphs`` (same-coloured stroke glyphs,
+    :class:`~pyro_vim.data.GlyphRandomWalk`) reads ``object_size`` (the side of a glyph's box),
+    ``colors`` (one colour, default white), ``min_separation`` / ``max_separation`` (how far
+    apart objects start; None: unconstrained) and ``glyph_seed`` (which glyphs); every field has
+    one default for all generators, so the recording the glyphs were made for is
+    ``--set data.name=glyphs data.step=2``.  ``name = "npz"`` trains on
     recorded videos: ``path`` is a directory of ``.npz`` shards (:mod:`pyro_vim.data.shards`);
     the generator fields are then unused.
     """
     name: str = "random_walk"
     num_objects: int = 3
     step: int = 3
+    speed: float = 2.0                     # name = "bouncing": pixels per frame
     radius: int = 3
     colors: Optional[List[List[float]]] = None
     min_moves: int = 1
@@ -80,6 +83,12 @@ class DataConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"VIMConfig.data.{name} must be a positive int, got {value!r}")
+        speed = self.speed
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) \
+                or not 0 < speed < math.inf:
+            raise ValueError(f"VIMConfig.data.speed must be a positive finite number, got "
+                             f"{speed!r}")
+        self.speed = float(speed)
         if self.min_moves > self.max_moves:
             raise ValueError(f"VIMConfig.data.min_moves ({self.min_moves}) must not exceed "
                              f"data.max_moves ({self.max_moves})")
@@ -138,9 +147,13 @@ class DataConfig:
     def generator_kwargs(self, image_size: int) -> Dict[str, Any]:
         """Keyword arguments of the generator class named by ``name``."""
         kwargs: Dict[str, Any] = dict(num_objects=self.num_objects, image_size=image_size,
-                                      step=self.step, background=self.background,
+                                      background=self.background,
                                       texture_seed=self.texture_seed)
-        if self.name in ("random_walk", "compositional"):
+        if self.name == "bouncing":
+            kwargs.update(speed=self.speed)
+        else:
+            kwargs.update(step=self.step)
+        if self.name in ("random_walk", "compositional", "bouncing"):
             kwargs.update(radius=self.radius, colors=self.colors)
         if self.name == "compositional":
             kwargs.update(min_moves=self.min_moves, max_moves=self.max_moves)
@@ -474,11 +487,14 @@ class VIMConfig:
         apart whatever the step (at 2 px moves and a 1 px scale the relaxed choice mixes in the
         wrong candidates and the modules overshoot, docs/selection_scale.md).  Recorded videos
         (``data.name = "npz"``) declare no step: 1 px, as for the paper's data; set it to about
-        a third of your objects' smallest move."""
+        a third of your objects' smallest move.  Bouncing balls move ``data.speed`` pixels per
+        frame: ``data.speed / 3``."""
         if self.selection_scale != -1:
             return float(self.selection_scale)
         if self.data.name == "npz":
             return 1.0
+        if self.data.name == "bouncing":
+            return self.data.speed / 3.0
         return self.data.step / 3.0
 
     @property

@@ -52,6 +52,9 @@ def plot_sequence_with_moves(
     On frame ``t`` every object gets a chain of white arrows, one per atomic move
     ``moves[n, t, o, :]`` (``-1`` padding skipped), starting at ``positions[n, t, o]``: the
     moves that take it to frame ``t + 1``. The last frame of a sequence has no arrows.
+    A batch with ``extra["velocities"]`` (bouncing balls) gets one arrow per object instead,
+    its velocity at frame ``t`` (pixels per frame), dashed when the object bounces off a wall
+    before frame ``t + 1`` and thick when it collides with another (``moves`` 1 and 2).
 
     Args:
         batch: anything with ``frames`` (N, T, 3, H, W) in [0, 1], ``positions``
@@ -80,6 +83,8 @@ def plot_sequence_with_moves(
     fig = _new_figure(1.4 * cols + 0.4, 1.4 * rows + 0.3)
     axes = fig.subplots(rows, cols, squeeze=False)
     arrow = dict(arrowstyle="-|>", color="white", lw=1.0, mutation_scale=7, shrinkA=0, shrinkB=0)
+    velocities = getattr(batch, "extra", {}).get("velocities")
+    event_style = {1: dict(linestyle="--"), 2: dict(lw=2.0)}
     for n in range(rows):
         for t in range(cols):
             ax = axes[n, t]
@@ -96,6 +101,11 @@ def plot_sequence_with_moves(
                 continue
             for o in range(positions.shape[2]):
                 start = positions[n, t, o].copy()
+                if velocities is not None:
+                    end = start + np.asarray(velocities[n, t, o], dtype=np.float64)
+                    style = {**arrow, **event_style.get(int(moves[n, t, o, 0]), {})}
+                    ax.annotate("", xy=tuple(end), xytext=tuple(start), arrowprops=style)
+                    continue
                 for m in moves[n, t, o]:
                     if m < 0:
                         continue

@@ -341,3 +341,15 @@ def test_train_npz_smoke(tmp_path):
     assert set(result["step_s"]) == {"pretrain", "dyn4", "dyn6"}
     assert result["projected_minutes"] > 0 and result["derived"][0].startswith("data: ")
     assert json.loads((tmp_path / "t" / "timing.json").read_text()) == result
+
+
+def test_bouncing_stats_smoke(capsys):
+    results = load("bouncing_stats").main(["--num-sequences", "20", "--seq-len", "4",
+                                           "--compare"])
+    assert [r["setting"]["num_objects"] for r in results] == [3, 4, 3]
+    assert results[2]["setting"]["speed"] == 2.5
+    curve = results[0]["collision_videos_by_transitions"]
+    assert list(curve) == [1, 2, 3] and all(0 <= v <= 1 for v in curve.values())
+    assert curve[1] <= curve[2] <= curve[3]
+    assert sum(results[0]["label_shares"].values()) == pytest.approx(1.0)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3

@@ -61,7 +61,8 @@ def test_replace_copies_and_validates():
     (dict(data={"name": "mnist"}), "data.name must be one of"),
     (dict(data={"colors": [[2, 0, 0]]}), "data.colors"),
     (dict(data={"min_moves": 3, "max_moves": 2}), "min_moves"),
-    (dict(data={"speed": 3}), "unknown VIMConfig.data fields"),
+    (dict(data={"gravity": 3}), "unknown VIMConfig.data fields"),
+    (dict(data={"speed": 0}), "data.speed must be a positive finite number"),
     (dict(num_slots=2, data={"num_objects": 3}), "num_slots"),
 ])
 def test_bad_values_are_named(changes, match):

@@ -1,5 +1,5 @@
-"""The video data: synthetic Random Walk datasets of the VIM paper (Sec. 5) and same-coloured
-stroke glyphs on the same walk, saving and loading.
+"""The video data: synthetic Random Walk datasets of the VIM paper (Sec. 5), same-coloured
+stroke glyphs on the same walk, bouncing balls, saving and loading.
 
 Generators (pure NumPy, deterministic given a seed)::
 
@@ -11,6 +11,7 @@ One concept a module, the public names re-exported here:
 
 * :mod:`~pyro_vim.data.batch` -- :class:`VideoBatch`, videos with all their ground truth;
 * :mod:`~pyro_vim.data.random_walk` -- the generators, their moves, shapes and sizes;
+* :mod:`~pyro_vim.data.bouncing` -- :class:`BouncingBalls`, balls that collide (``"bouncing"``);
 * :mod:`~pyro_vim.data.palettes` -- the training and out-of-distribution colours;
 * :mod:`~pyro_vim.data.glyphs` -- the stroke glyphs of the ``glyphs`` data;
 * :mod:`~pyro_vim.data.io` -- :func:`save_npz` / :func:`load_npz`;
@@ -21,6 +22,7 @@ One concept a module, the public names re-exported here:
 See ``guides/generating_data.md`` for a tour.
 """
 from pyro_vim.data.batch import VideoBatch
+from pyro_vim.data.bouncing import BOUNCING_EVENTS, BouncingBalls
 from pyro_vim.data.dataset import VideoDataset
 from pyro_vim.data.io import load_npz, save_npz
 from pyro_vim.data.palettes import OOD_COLORS, TRAIN_COLORS
@@ -56,6 +58,8 @@ __all__ = [
     "OODRandomWalk",
     "GlyphRandomWalk",
     "GLYPH_SIZE",
+    "BouncingBalls",
+    "BOUNCING_EVENTS",
     "make_dataset",
     "save_npz",
     "load_npz",

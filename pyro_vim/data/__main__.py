@@ -5,8 +5,9 @@
     python -m pyro_vim.data --dataset glyphs --step 2 --out out/glyphs
 
 writes ``OUT/dataset.npz`` (see :func:`pyro_vim.data.save_npz`), ``OUT/preview.png`` (a few
-sequences x frames with the true moves drawn as arrows) and ``OUT/preview.gif`` (the same
-sequences animated side by side). Invalid arguments exit with status 2 and write nothing.
+sequences x frames with the true moves drawn as arrows; for ``--dataset bouncing`` each ball's
+velocity) and ``OUT/preview.gif`` (the same sequences animated side by side). Invalid
+arguments exit with status 2 and write nothing.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pyro_vim.data",
         description="Generate a Random Walk video dataset (VIM paper, Sec. 5; or same-coloured "
-                    "glyphs on the same walk) with a preview.",
+                    "glyphs on the same walk) or bouncing balls, with a preview.",
     )
     parser.add_argument("--dataset", required=True, choices=list(DATASETS),
                         help="which generator to use")
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="glyphs only: each object starts at most this far from an earlier "
                              "one (0: touching or overlapping, with --min-separation none; "
                              "default none)")
+    parser.add_argument("--radius", type=int, default=argparse.SUPPRESS,
+                        help="random_walk, compositional, bouncing: ball radius in pixels "
+                             "(default 3)")
+    parser.add_argument("--speed", type=float, default=argparse.SUPPRESS,
+                        help="bouncing only: pixels per frame (default 2)")
     return parser
 
 
@@ -60,7 +66,7 @@ def _optional_int(text: str):
 
 #: Options that only one generator reads: generator keyword -> that generator.
 _ONLY_FOR = {"max_moves": "compositional", "object_size": "glyphs",
-             "min_separation": "glyphs", "max_separation": "glyphs"}
+             "min_separation": "glyphs", "max_separation": "glyphs", "speed": "bouncing"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -75,6 +81,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.dataset != dataset:
                 parser.error(f"--{key.replace('_', '-')} only applies to --dataset {dataset}")
             kwargs[key] = getattr(args, key)
+    if "radius" in vars(args):
+        if args.dataset in ("ood", "glyphs"):
+            parser.error(f"--radius does not apply to --dataset {args.dataset} (its objects "
+                         "take their own sizes)")
+        kwargs["radius"] = args.radius
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} exists and is not a folder")
     try:
@@ -98,7 +109,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{batch.seq_len} frames, {batch.num_objects} objects, "
         f"{batch.image_size}x{batch.image_size} px, seed {args.seed})"
     )
-    print(f"wrote {png} ({shown} sequences, moves drawn as arrows)")
+    drawn = "velocities" if "velocities" in batch.extra else "moves"
+    print(f"wrote {png} ({shown} sequences, {drawn} drawn as arrows)")
     print(f"wrote {gif} ({shown} sequences side by side)")
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
@@ -16,6 +17,9 @@ import numpy as np
 __all__ = ["VideoBatch"]
 
 _ATTRIBUTE_SPECS = {"color": (np.float32, 3), "shape": (np.int64, 2), "size": (np.int64, 2)}
+#: Names an ``extra`` field may not take (they are the keys of :meth:`VideoBatch.to_torch`).
+_RESERVED = frozenset({"frames", "positions", "moves", "masks", *_ATTRIBUTE_SPECS})
+_EXTRA_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(eq=False, repr=False)
@@ -40,6 +44,13 @@ class VideoBatch:
         config: JSON-serialisable description of the generator and of the ``generate``
             call (class name, arguments, ``num_sequences``, ``seq_len``, ``seed``). A
             subset taken with ``batch[idx]`` keeps its parent's config.
+        extra: a generator's further ground truth, ``{name: array}`` (empty for the Random
+            Walk data). Every array is indexed by sequence then time: ``(N, T, ...)`` per
+            frame or ``(N, T-1, ...)`` per transition, so that subsets (``batch[idx]``),
+            :meth:`head`, saving (:func:`pyro_vim.data.save_npz`) and :meth:`to_torch` carry
+            it. Names are lower-case identifiers other than the fields above; the bouncing
+            balls' are ``velocities``, ``wall_bounces`` and ``collisions``
+            (:class:`pyro_vim.data.BouncingBalls`).
     """
 
     frames: np.ndarray
@@ -48,6 +59,7 @@ class VideoBatch:
     masks: np.ndarray
     attributes: Dict[str, np.ndarray]
     config: Dict[str, Any] = field(default_factory=dict)
+    extra: Dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         f = self.frames
@@ -104,6 +116,19 @@ class VideoBatch:
                 )
         if not isinstance(self.config, dict):
             raise ValueError("config must be a dict")
+        if not isinstance(self.extra, dict):
+            raise ValueError("extra must be a dict of arrays")
+        for key, arr in self.extra.items():
+            if not isinstance(key, str) or not _EXTRA_NAME.match(key) or key in _RESERVED:
+                raise ValueError(f"extra: {key!r} is not a valid name (a lower-case identifier "
+                                 f"other than {sorted(_RESERVED)})")
+            if not isinstance(arr, np.ndarray) or arr.ndim < 2 or arr.shape[0] != n or (
+                arr.shape[1] not in (t, t - 1)
+            ):
+                raise ValueError(f"extra[{key!r}] must be an array of shape ({n}, {t}, ...) or "
+                                 f"({n}, {t - 1}, ...), got {_shape_of(arr)}")
+            if arr.dtype == object:
+                raise ValueError(f"extra[{key!r}] must not be an object array")
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -156,11 +181,33 @@ class VideoBatch:
             masks=self.masks[idx],
             attributes={k: v[idx] for k, v in self.attributes.items()},
             config=copy.deepcopy(self.config),
+            extra={k: v[idx] for k, v in self.extra.items()},
+        )
+
+    def head(self, length: int) -> "VideoBatch":
+        """The first ``length`` frames of every sequence (1 <= length <= T), with the ground
+        truth cut to match: per-frame fields keep ``length`` entries, per-transition ones
+        ``length - 1``."""
+        t = self.seq_len
+        if isinstance(length, (bool, np.bool_)) or not isinstance(length, numbers.Integral) \
+                or not 1 <= length <= t:
+            raise ValueError(f"length must be an integer in [1, {t}], got {length!r}")
+        length = int(length)
+        return VideoBatch(
+            frames=self.frames[:, :length],
+            positions=self.positions[:, :length],
+            moves=self.moves[:, :length - 1],
+            masks=self.masks[:, :length],
+            attributes=dict(self.attributes),
+            config=copy.deepcopy(self.config),
+            extra={k: v[:, :length] if v.shape[1] == t else v[:, :length - 1]
+                   for k, v in self.extra.items()},
         )
 
     def to_torch(self, device: Any = None) -> Dict[str, Any]:
         """Dict of torch tensors: ``frames`` float32, ``positions`` float32, ``moves`` long,
-        ``masks`` bool, and the attributes ``color`` float32, ``shape`` long, ``size`` long.
+        ``masks`` bool, the attributes ``color`` float32, ``shape`` long, ``size`` long, and
+        every :attr:`extra` array under its name.
 
         On the CPU the tensors share memory with the arrays when possible.
         """
@@ -172,6 +219,7 @@ class VideoBatch:
             "moves": self.moves,
             "masks": self.masks,
             **self.attributes,
+            **self.extra,
         }
         out = {}
         for key, arr in arrays.items():

@@ -23,8 +23,10 @@ class VideoDataset(Dataset):
 
     Each item is a dict of tensors (copies, safe to modify): ``frames`` (T, 3, H, W) float32,
     ``positions`` (T, O, 2) float32, ``moves`` (T-1, O, S) long, ``masks`` (T, O, H, W)
-    bool, ``color`` (O, 3) float32, ``shape`` (O,) long, ``size`` (O,) long. The default
-    ``DataLoader`` collation stacks them into batches.
+    bool, ``color`` (O, 3) float32, ``shape`` (O,) long, ``size`` (O,) long, and the batch's
+    :attr:`~pyro_vim.data.VideoBatch.extra` arrays under their names (for bouncing balls
+    ``velocities``, ``wall_bounces``, ``collisions``). The default ``DataLoader`` collation
+    stacks them into batches.
     """
 
     def __init__(self, source: Union[VideoBatch, PathLike]) -> None:
@@ -51,5 +53,6 @@ class VideoDataset(Dataset):
             "moves": b.moves[index],
             "masks": b.masks[index],
             **{key: value[index] for key, value in b.attributes.items()},
+            **{key: value[index] for key, value in b.extra.items()},
         }
         return {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}

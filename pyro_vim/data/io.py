@@ -4,10 +4,14 @@ File layout (a compressed NumPy archive, readable without pickling):
 
 * ``frames`` (float32, stored exactly), ``positions``, ``moves``, ``masks``;
 * ``attr_color``, ``attr_shape``, ``attr_size``;
+* ``extra_<name>`` for every array of ``VideoBatch.extra`` (e.g. the bouncing balls'
+  velocities, wall bounces and collisions);
 * ``config``: the generator configuration as a JSON string;
-* ``format`` (``"pyro-vim/video-batch"``) and ``format_version``;
-* ``sha256``: hex digest over the name, dtype, shape and bytes of every array above and
-  the config JSON, checked by :func:`load_npz`.
+* ``format`` (``"pyro-vim/video-batch"``) and ``format_version``: 1 for a batch without
+  ``extra`` arrays (byte for byte what earlier versions wrote), 2 with them (so that a reader
+  that does not know ``extra`` refuses the file by its version instead of its hash);
+* ``sha256``: hex digest over the name, dtype, shape and bytes of every array above (the
+  ``extra_`` ones last, in name order) and the config JSON, checked by :func:`load_npz`.
 """
 from __future__ import annotations
 
@@ -26,8 +30,11 @@ from pyro_vim.files import atomic_write
 __all__ = ["save_npz", "load_npz", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "pyro-vim/video-batch"
-FORMAT_VERSION = 1
+#: The newest version written: 2 when a batch has ``extra`` arrays, else 1.
+FORMAT_VERSION = 2
+_VERSIONS = (1, 2)
 _ARRAY_KEYS = ("frames", "positions", "moves", "masks", "attr_color", "attr_shape", "attr_size")
+_EXTRA_PREFIX = "extra_"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -41,12 +48,14 @@ def _arrays_of(batch: VideoBatch) -> Dict[str, np.ndarray]:
         "attr_color": batch.attributes["color"],
         "attr_shape": batch.attributes["shape"],
         "attr_size": batch.attributes["size"],
+        **{_EXTRA_PREFIX + key: value for key, value in sorted(batch.extra.items())},
     }
 
 
 def _digest(arrays: Dict[str, np.ndarray], config_json: str) -> str:
     h = hashlib.sha256()
-    for key in _ARRAY_KEYS:
+    extra = sorted(k for k in arrays if k.startswith(_EXTRA_PREFIX))
+    for key in (*_ARRAY_KEYS, *extra):
         arr = np.ascontiguousarray(arrays[key])
         h.update(f"{key}|{arr.dtype.str}|{arr.shape}|".encode())
         h.update(arr.tobytes())
@@ -76,7 +85,7 @@ def save_npz(batch: VideoBatch, path: PathLike) -> Path:
     payload = dict(arrays)
     payload["config"] = np.array(config_json)
     payload["format"] = np.array(FORMAT)
-    payload["format_version"] = np.array(FORMAT_VERSION)
+    payload["format_version"] = np.array(2 if batch.extra else 1)
     payload["sha256"] = np.array(_digest(arrays, config_json))
 
     atomic_write(path, lambda f: _write_arrays(f, payload))
@@ -107,10 +116,11 @@ def load_npz(path: PathLike) -> VideoBatch:
     if missing or str(contents.get("format", "")) != FORMAT:
         raise ValueError(f"{path} is not a pyro-vim dataset (missing {missing or ['format']})")
     version = int(contents.get("format_version", -1))
-    if version != FORMAT_VERSION:
+    if version not in _VERSIONS:
         raise ValueError(f"{path}: unsupported pyro-vim dataset format version {version}")
     config_json = str(contents["config"])
-    arrays = {key: contents[key] for key in _ARRAY_KEYS}
+    extra = sorted(k for k in contents if k.startswith(_EXTRA_PREFIX))
+    arrays = {key: contents[key] for key in (*_ARRAY_KEYS, *extra)}
     if _digest(arrays, config_json) != str(contents["sha256"]):
         raise ValueError(f"{path} is corrupted: content hash (sha256) mismatch")
     try:
@@ -128,5 +138,6 @@ def load_npz(path: PathLike) -> VideoBatch:
             "size": arrays["attr_size"],
         },
         config=config,
+        extra={key[len(_EXTRA_PREFIX):]: arrays[key] for key in extra},
     )
 

@@ -416,6 +416,14 @@ class _Walk:
                 sel = (shape_ids[:, k] == sid) & (sizes[:, k] == sz)
                 c = centre[:, :, k] if sel.all() else centre[sel, :, k]
                 flat[(c[..., None] + offsets).reshape(-1)] = k + 1
+        return self._colorize(label, colors)
+
+    def _colorize(self, label, colors):
+        """Frames and masks from a label map ``(n, T, S, S)`` (0 = background, ``k + 1`` =
+        object ``k``) and the objects' colours ``(n, O, 3)``."""
+        n, t_len, size, _ = label.shape
+        o = colors.shape[1]
+        ldtype = label.dtype
         # Colour lookup table per sequence: entry 0 is black.
         table = np.zeros((n, o + 1, 3), dtype=np.float32)
         table[:, 1:] = colors
@@ -804,7 +812,7 @@ class GlyphRandomWalk(_Walk):
             "raise image_size")
 
 
-#: Dataset name -> generator class.
+#: Dataset name -> generator class ("bouncing" is added by :mod:`pyro_vim.data.bouncing`).
 DATASETS = {
     RandomWalk.name: RandomWalk,
     CompositionalRandomWalk.name: CompositionalRandomWalk,
@@ -815,7 +823,9 @@ DATASETS = {
 
 def make_dataset(name: str, **kwargs: Any) -> _Walk:
     """Build a generator by name: ``"random_walk"``, ``"compositional"``, ``"ood"`` or
-    ``"glyphs"``."""
+    ``"glyphs"``, or ``"bouncing"`` (:class:`pyro_vim.data.bouncing.BouncingBalls`, which adds
+    itself to :data:`DATASETS` when :mod:`pyro_vim.data` is imported, i.e. before any of its
+    modules)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     return DATASETS[name](**kwargs)

@@ -220,15 +220,17 @@ class ShardDataset(Dataset):
             s, row = self.locate(int(i))
             parts.append((self.shard(s), row))
         if all(isinstance(shard, VideoBatch) for shard, _ in parts):
-            subsets = [shard[row:row + 1] for shard, row in parts]
+            subsets = [shard[row:row + 1].head(length) for shard, row in parts]
+            extra = set.intersection(*(set(b.extra) for b in subsets))
             return VideoBatch(
-                frames=np.concatenate([b.frames[:, :length] for b in subsets]),
-                positions=np.concatenate([b.positions[:, :length] for b in subsets]),
-                moves=np.concatenate([b.moves[:, :length - 1] for b in subsets]),
-                masks=np.concatenate([b.masks[:, :length] for b in subsets]),
+                frames=np.concatenate([b.frames for b in subsets]),
+                positions=np.concatenate([b.positions for b in subsets]),
+                moves=np.concatenate([b.moves for b in subsets]),
+                masks=np.concatenate([b.masks for b in subsets]),
                 attributes={k: np.concatenate([b.attributes[k] for b in subsets])
                             for k in subsets[0].attributes},
-                config=dict(subsets[0].config))
+                config=dict(subsets[0].config),
+                extra={k: np.concatenate([b.extra[k] for b in subsets]) for k in sorted(extra)})
         return FramesBatch(np.stack([np.asarray(self[i])[:length] for i in indices]))
 
 
