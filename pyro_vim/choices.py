@@ -1,13 +1,13 @@
 """How a module choice r_t mixes the candidates s_m = f_m(h_{t-1}) into f(h, r).
 
 The paper samples r relaxed (Gumbel-softmax, temperature 1) in training, so that the ELBO is
-differentiable, and uses "the hard version during testing so that the variables are
-categorical" (Sec. 5.1): in eval mode the chosen module alone moves the slot
-(``test_choices="hard"``).  A relaxed sample of a confident posterior is nearly one-hot, but
-one of the near-uniform prior at temperature 1 is not: mixing by it moved sampled futures by
-about half a step in a blend of directions (docs/choices.md).  ``test_choices="relaxed"`` mixes
-as in training.  ``straight_through`` (an ablation, off by default) mixes by the hard choice in
-training too, with the relaxed sample's gradient.
+differentiable, and uses "the hard version during testing so that the variables are categorical"
+(Sec. 5.1): in eval mode the chosen module alone moves the slot (``test_choices="hard"``). A relaxed
+sample of a confident posterior is nearly one-hot, but one of the near-uniform prior at temperature
+1 is not: mixing by it moved sampled futures by about half a step in a blend of directions
+(BENCHMARKS.md, Table 1 section: prior samples re-scored with hard choices).
+``test_choices="relaxed"`` mixes as in training. ``straight_through`` (an ablation, off by default)
+mixes by the hard choice in training too, with the relaxed sample's gradient.
 """
 from __future__ import annotations
 

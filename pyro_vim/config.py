@@ -371,7 +371,7 @@ class ScheduleConfig:
 #: Every named part at the paper's choice: its key-query prior and key-query selection
 #: posterior, Eq. 4's tracking by slot attention alone, no merge step, and Trace_ELBO's relaxed
 #: Monte Carlo module-choice term.  ``VIMConfig(**PAPER_PARTS)`` is the paper's program
-#: (tests/test_paper_program.py); the defaults add the mechanisms that docs/ measures.
+#: (tests/test_paper_program.py); the defaults add the mechanisms measured in BENCHMARKS.md.
 PAPER_PARTS = {"prior": "keyquery", "guide": "keyquery", "tracking": "paper", "merge": "none",
                "r_kl": "sample", "straight_through": False, "test_choices": "hard"}
 #: The sections of a config, in the order they are written.
@@ -482,12 +482,12 @@ class VIMConfig:
     @property
     def selection_scale_resolved(self) -> float:
         """The module-selection posterior's distance scale in pixels: ``selection_scale``, or
-        for -1 a third of the data's move (``data.step / 3``: 1 px for the paper's 3 px
-        moves), so that the candidates of two different moves stay about three scales
-        apart whatever the step (at 2 px moves and a 1 px scale the relaxed choice mixes in the
-        wrong candidates and the modules overshoot, docs/selection_scale.md).  Recorded videos
+        for -1 a third of the data's move (``data.step / 3``: 1 px for the paper's 3 px moves),
+        so that the candidates of two different moves stay about three scales apart whatever the
+        step (at 2 px moves and a 1 px scale the relaxed choice mixes in the wrong candidates
+        and the modules overshoot, BENCHMARKS.md, "The selection scale"). Recorded videos
         (``data.name = "npz"``) declare no step: 1 px, as for the paper's data; set it to about
-        a third of your objects' smallest move.  Bouncing balls move ``data.speed`` pixels per
+        a third of your objects' smallest move. Bouncing balls move ``data.speed`` pixels per
         frame: ``data.speed / 3``."""
         if self.selection_scale != -1:
             return float(self.selection_scale)

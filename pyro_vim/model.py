@@ -380,7 +380,8 @@ class VIM(PyroModule):
         VIM-k (``config.iterations``).  With ``iteration_prior="start"`` every iteration's
         choice is drawn from p(r | h_{t-1}), the first iteration's logits, so the k choices are
         i.i.d. given h_{t-1}, as the compositional data's moves are (a prior per iteration can
-        fit the order of a diagonal module set, one shared prior cannot; docs/vim_k.md);
+        fit the order of a diagonal module set, one shared prior cannot; BENCHMARKS.md, "Fig. 6:
+        why VIM-2 finds diagonal modules");
         ``"current"`` scores each iteration's candidates from the state the previous one made."""
         k = self.config.iterations
         shared = k > 1 and self.config.iteration_prior == "start"

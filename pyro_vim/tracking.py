@@ -4,7 +4,8 @@ The paper's guide observes frame t with slot attention started from the slots h_
 (Eq. 4): :class:`PaperTracking`.  Slots that follow their objects by slot attention alone lose
 an object that is hidden, or that was hidden on the context frame (two slots then share
 another object for the rest of the video).  :class:`OcclusionTracking` (the default) adds two
-rules, each measured on occlusion videos (``benchmarks/occlusion.py``, docs/tracking.md):
+rules, each measured on occlusion videos (``benchmarks/occlusion.py``; BENCHMARKS.md,
+"Tracking through occlusion"):
 
 * ``hold_hidden``: a slot that wins almost no pixel keeps its position and colour
   (:meth:`~pyro_vim.nn.SlotAttention.step`), so it waits for its hidden object instead of
