@@ -2,8 +2,9 @@
 
 Each fixture in ``tests/fixtures/checkpoints`` (see its README) is a tiny VIM (or RIM/SCOFF
 baseline: ``rim-*``/``scoff-*``, the family in its ``.json``'s config) trained and saved by the
-commit named in its ``.json``, with a fixed frame batch and that commit's ``infer`` outputs.  Today's ``load_model`` must restore the model (config migrations included) and
-``infer`` must return the same tensors.  Regenerate or add one with
+commit named in its ``.json``, with a fixed frame batch and that commit's ``infer`` outputs.
+Today's ``load_model`` must restore the model (config migrations included) and ``infer`` must
+return the same tensors.  Regenerate or add one with
 ``tests/fixtures/make_checkpoint_fixture.py`` (its docstring has the commands).
 """
 import glob
