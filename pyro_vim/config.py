@@ -446,6 +446,11 @@ class VIMConfig:
         _non_negative_ints(self, ("seed",))
         if not isinstance(self.extra, dict):
             raise ValueError(f"VIMConfig.extra must be a dict, got {type(self.extra).__name__}")
+        # a model family may write its settings in ``extra`` out in full (its defaults filled in
+        # and checked): then a saved config says what was built (RIM/SCOFF, baselines/scoff.py)
+        complete = getattr(registry._TABLES["model"][self.model], "complete_extra", None)
+        if complete is not None:
+            object.__setattr__(self, "extra", complete(dict(self.extra), self))
         if self.num_slots < self.data.num_objects:
             raise ValueError(
                 f"VIMConfig.num_slots ({self.num_slots}) must be >= data.num_objects "
@@ -571,12 +576,20 @@ class VIMConfig:
     def from_saved(cls, d: Dict[str, Any]) -> "VIMConfig":
         """A config that a checkpoint or run folder stored: without a ``version`` it was written
         before versions existed (version 1), and the fields it lacks take the values that
-        reproduce what was trained then."""
+        reproduce what was trained then.  A model family with a ``saved_config(config,
+        saved_extra)`` classmethod then gets the built config and the ``extra`` dict as saved, and
+        returns the config of the model that was trained (RIM/SCOFF: the settings of configs
+        saved before they were written out, :meth:`pyro_vim.baselines.SCOFF.saved_config`)."""
         if not isinstance(d, dict):
             raise TypeError(f"a saved config must be a dict, got {type(d).__name__}")
         if "version" not in d:
             d = {**d, "version": 1}
-        return cls.from_dict(d)
+        config = cls.from_dict(d)
+        saved = getattr(registry._TABLES["model"][config.model], "saved_config", None)
+        if saved is None:
+            return config
+        extra = d.get("extra")
+        return saved(config, dict(extra) if isinstance(extra, dict) else {})
 
     def seq_len_at(self, step: int) -> int:
         """Length curriculum (Appendix A.2): +increment frames every ``seq_len_every`` steps."""

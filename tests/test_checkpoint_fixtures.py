@@ -1,9 +1,10 @@
 """Checkpoints written by earlier commits still load and infer exactly what they inferred then.
 
-Each fixture in ``tests/fixtures/checkpoints`` (see its README) is a tiny VIM trained and saved
-by the commit named in its ``.json``, with a fixed frame batch and that commit's ``infer``
-outputs.  Today's ``load_model`` must restore the model (config migrations included) and
-``infer`` must return the same tensors.  Regenerate or add one with
+Each fixture in ``tests/fixtures/checkpoints`` (see its README) is a tiny VIM (or RIM/SCOFF
+baseline: ``rim-*``/``scoff-*``, the family in its ``.json``'s config) trained and saved by the
+commit named in its ``.json``, with a fixed frame batch and that commit's ``infer`` outputs.
+Today's ``load_model`` must restore the model (config migrations included) and ``infer`` must
+return the same tensors.  Regenerate or add one with
 ``tests/fixtures/make_checkpoint_fixture.py`` (its docstring has the commands).
 """
 import glob
@@ -13,8 +14,8 @@ import os
 import pytest
 import torch
 
+from pyro_vim import registry
 from pyro_vim.checkpoint import load_checkpoint
-from pyro_vim.model import VIM
 from pyro_vim.models import load_model
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "checkpoints")
@@ -46,7 +47,8 @@ def test_old_checkpoint_infers_the_same(name):
     info = _info(name)
     expected = _expected(name)
     model = load_model(os.path.join(HERE, name + ".pt"))
-    assert isinstance(model, VIM)
+    family = info["config"].get("model", "vim")          # the earliest configs name none
+    assert type(model) is registry.lookup("model", family)
     model.eval()
     out = model.infer(expected["frames"])
     assert set(expected["outputs"]) <= set(out), (

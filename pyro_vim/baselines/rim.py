@@ -1,9 +1,13 @@
 """RIM (Recurrent Independent Mechanisms, Goyal et al., 2019) as a teacher-forced baseline.
 
 RIM is SCOFF (:mod:`pyro_vim.baselines.scoff`) without a choice of schema: the same input
-attention with a null row, top-k activation (inactive units keep their state exactly),
-communication between the active units, encoder and per-unit broadcast decoder.  Its K units
-(``config.num_slots``) are updated by
+attention (``extra["input_attention"]``: "competitive", units and a null competing for each
+pixel as in slot attention, the default until measured otherwise; "null_row", RIM's own: the
+frame encoded into one input vector beside a null row, as in Goyal et al.'s code; "pixel_rows",
+before 2026-12-07), top-k activation (``extra["top_k"]``, default every unit; inactive units keep
+their state exactly), communication between the active units, encoder, per-unit broadcast
+decoder (``config.decode_window`` as for VIM), the same perception pre-training as VIM and
+frame 0 out of the loss.  Its K units (``config.num_slots``) are updated by
 
 * ``config.extra["rim_schemata"] = "per_unit"`` (default): one GRU per unit with its own
   parameters, the independent mechanisms of Goyal et al. (2019);

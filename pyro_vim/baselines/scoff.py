@@ -4,20 +4,39 @@ K object files (``config.num_slots``) of size D (``config.slot_dim``) read the p
 are updated by M schemata (``config.num_modules``), GRU cells shared by all object files.  One step
 ``h_{t-1} -> h_t`` reading the true frame ``x_{t-1}`` (teacher forcing):
 
-1. **Input attention with a null row.**  Frame ``x_{t-1}`` is encoded by VIM's
+1. **Input attention** (``extra["input_attention"]``).  Frame ``x_{t-1}`` is encoded by VIM's
    :class:`~pyro_vim.nn.Encoder` (per-pixel features, concatenated with the pixel's (x, y) so that
-   the units can tell where things are: the encoder carries no absolute position).  Each object
-   file's query attends, by a softmax over the rows, to a *null* row (a learned key, value zero)
-   and the H*W pixel rows.  The attention weights read a value ``a_k`` per object file.
-2. **Top-k activation.**  An object file's input score is the attention mass on the pixels,
-   ``1 - a_null``.  The ``top_k`` object files with the highest score are active, except those
-   whose score is not above ``null_threshold`` (they attend mostly to the null row): an input that
-   every object file ignores (e.g. a frame with no rows, or one whose keys lose to the null key)
-   activates nothing.  ``null_threshold = 0`` drops this condition: RIM's "always exactly k".
-   Inactive object files keep their state *exactly* (through steps 3 and 4).
+   the units can tell where things are: the encoder carries no absolute position).
+
+   * ``"competitive"`` (default, to be confirmed by measurement): every input row (pixel) is
+     shared out among the object files and a *null* competitor by a softmax over them, as in
+     slot attention (Locatello et al., 2020) -- the VIM paper's Appendix B: "each object file
+     competes to attend to a part of the previous input frame (similar to slot attention)".
+     Logits ``q_k . key_p / sqrt(d)`` with ``q_k`` from object file k's state and a learned
+     query for the null; an object file reads the mean of the values weighted by the pixels it
+     wins (normalised over the pixels).  Its input score is the fraction of the pixels it wins.
+   * ``"null_row"``: Goyal et al. (2019)'s input attention as their code does it
+     (``BlocksCore`` of github.com/anirudh9119/RIMs, ``event_based/blocks_core.py``): the frame
+     is encoded into ONE input vector (a per-pixel linear map to 4 features, flattened, a
+     linear map to ``frame_dim``), a null row (a learned key, value zero) is put beside it, and
+     each object file's softmax runs over those two rows.  The input score is the attention
+     on the input row, ``1 - a_null``.
+   * ``"pixel_rows"``: what this module did before 2026-12-07 (kept for its checkpoints): each
+     object file's softmax runs over the null row and the H*W pixel rows; the input score is
+     ``1 - a_null``.  The object files do not compete for pixels.
+
+2. **Top-k activation.**  The ``top_k`` object files (default: all K) with the highest input
+   score are active; with ``null_threshold > 0`` (default 0: off, as in RIM) also only those
+   whose score exceeds it.  Inactive object files keep their state *exactly* (through steps 3
+   and 4).
 3. **Schemata.**  Each of the M GRU schemata proposes ``GRU_m(a_k, h_k)``; the object file picks
-   one by key-query attention (query from ``h_k``, keys from the M proposals) with a hard
-   straight-through Gumbel-softmax while training and the argmax otherwise.
+   one by key-query attention: a query from ``h_k`` and, by default
+   (``schema_keys="per_schema"``), a key per schema ``W_m GRU_m(a_k, h_k)`` (each schema its own
+   key map), with a hard straight-through Gumbel-softmax at temperature
+   ``gumbel_temperature`` (default 0.5) while training and the argmax otherwise -- the choice of
+   SCOFF's code (``SharedBlockGRU``: ``gll_write = GroupLinearLayer(..., n_templates)``,
+   ``gumbel_softmax(..., tau=0.5, hard=True)``).  ``schema_keys="shared"``: one key map for all
+   schemata (before 2026-12-07).
 4. **Communication.**  Active object files read the others (active or not) by key-query
    attention over the object files and add what they read (residual); inactive ones do not
    change.
@@ -25,15 +44,34 @@ are updated by M schemata (``config.num_modules``), GRU cells shared by all obje
    (:class:`~pyro_vim.nn.BroadcastDecoder`, the same sizes as VIM) around a position
    ``tanh(Linear(h_k))`` read from its state; the object files' RGB images are composited by the
    softmax over their mask logits (the mean of the spatial mixture, like VIM's renders).  Object
-   file 0 has no local mask extent (it can draw the background), as VIM's slot 0.
+   file 0 has no local mask extent (it can draw the background), as VIM's slot 0; with
+   ``config.decode_window`` the other object files are decoded in a window around their position
+   only, as VIM's object slots (:meth:`~pyro_vim.nn.BroadcastDecoder.decode_slots`).
 
-The prediction of frame t is decoded from the state after reading frames ``0..t-1``; frame 0 is
-predicted from the learned initial state alone (the empty history: an unconditional guess).  The
-Pyro model observes all T frames under ``Normal(prediction, sigma_x)`` (squared error), the guide
-is empty: Trace_ELBO is the scaled squared error of the predictions.
+The prediction of frame t is decoded from the state after reading frames ``0..t-1``.  Frame 0 has
+no past: it is decoded from the learned initial state for :meth:`SCOFF.infer`, but left out of
+the training loss (``first_frame_loss=False``, default).  The Pyro model observes frames 1..T-1
+under ``Normal(prediction, sigma_x)`` (squared error), the guide is empty: Trace_ELBO is the
+scaled squared error of the predictions.
+
+**Pre-training** (``pretraining="perception"``, default): during the first
+``config.pretrain_steps`` steps the trainer gives single frames, as to VIM (Appendix A.2), and
+:meth:`SCOFF.programs` returns the perception programs: the object files read the frame once from
+their initial state (steps 1-4) and decode it, and the frame is observed under that
+reconstruction -- encoder, input attention, schemata and decoder learn to take a frame apart
+before they learn to predict.  ``"sequence"``: the sequence programs at every step (before
+2026-12-07; on single frames they trained only frame 0 from the empty history).
 
 RIM (Goyal et al., 2019; :mod:`pyro_vim.baselines.rim`) is the same core without the choice of
-schema.  Baseline settings live in ``config.extra`` (defaults in :data:`DEFAULTS`).
+schema.
+
+**Settings** live in ``config.extra`` (:data:`DEFAULTS`).  A config of these families carries
+every one of them: building the config fills the missing keys with :data:`DEFAULTS`
+(:meth:`SCOFF.complete_extra`, called by ``VIMConfig.validate``), so what a checkpoint or
+``config.json`` saves is explicit.  A saved config that lacks ``input_attention`` was written
+before 2026-12-07; :meth:`SCOFF.saved_config` (called by ``VIMConfig.from_saved``) gives its
+missing keys the values of that time (:data:`BEFORE_FIELD`; ``top_k`` None then meant K - 1) and
+``decode_window = 0`` (those models ignored it), so its checkpoint rebuilds the model it was.
 """
 from __future__ import annotations
 
@@ -53,37 +91,54 @@ from ..distributions import SpatialGaussianMixture
 from ..nn import BroadcastDecoder, Encoder, coordinate_grid, coords_to_pixels
 from ..registry import register_model
 
-__all__ = ["DEFAULTS", "GRUBank", "ObjectFiles", "CoreStep", "SCOFF", "baseline_settings"]
+__all__ = ["DEFAULTS", "BEFORE_FIELD", "INPUT_ATTENTIONS", "GRUBank", "ObjectFiles", "CoreStep",
+           "SCOFF", "baseline_settings"]
 
-#: ``config.extra`` keys of RIM and SCOFF and their defaults (None: derived from the config).
+#: The input attentions of :class:`ObjectFiles` (module docstring, step 1).
+INPUT_ATTENTIONS = ("competitive", "null_row", "pixel_rows")
+
+#: ``config.extra`` keys of RIM and SCOFF and the defaults of new configs (None: derived from the
+#: config, see :func:`baseline_settings`).
 DEFAULTS: Dict[str, Any] = {
-    "top_k": None,               # active units per step (default: num_slots - 1, at least 1)
-    "null_threshold": 0.5,       # an active unit's pixel attention mass must exceed this
-    "key_dim": None,             # key/query size of every attention (default: keyquery_dim)
-    "input_value_dim": None,     # size of what a unit reads from the frame (default: slot_dim)
-    "gumbel_temperature": 1.0,   # temperature of SCOFF's straight-through schema choice
-    "rim_schemata": "per_unit",  # RIM only: "per_unit" GRUs (Goyal et al. 2019) or "single"
+    "input_attention": "competitive",  # "competitive" | "null_row" | "pixel_rows" (docstring)
+    "top_k": None,                 # active units per step (None: every unit, K)
+    "null_threshold": 0.0,         # > 0: an active unit's input score must exceed it (0: off)
+    "key_dim": None,               # key/query size of every attention (default: keyquery_dim)
+    "input_value_dim": None,       # size of what a unit reads from the frame (default: slot_dim)
+    "frame_dim": None,             # null_row: size of the encoded frame (default: K * slot_dim)
+    "gumbel_temperature": 0.5,     # temperature of SCOFF's straight-through schema choice
+    "schema_keys": "per_schema",   # SCOFF: a key map per schema, or one "shared" by all
+    "pretraining": "perception",   # programs of the pretrain_steps: "perception" | "sequence"
+    "first_frame_loss": False,     # whether frame 0 (predicted from nothing) is in the loss
+    "rim_schemata": "per_unit",    # RIM only: "per_unit" GRUs (Goyal et al. 2019) or "single"
 }
 
+#: The values that reproduce RIM/SCOFF models saved before 2026-12-07, for the keys their saved
+#: ``extra`` lacks (``top_k`` None meant ``max(1, K - 1)`` then; see :meth:`SCOFF.saved_config`).
+BEFORE_FIELD: Dict[str, Any] = {
+    "input_attention": "pixel_rows",
+    "null_threshold": 0.5,
+    "gumbel_temperature": 1.0,
+    "schema_keys": "shared",
+    "pretraining": "sequence",
+    "first_frame_loss": True,
+}
 
-def baseline_settings(config: VIMConfig) -> Dict[str, Any]:
-    """The baseline settings of ``config.extra`` with their defaults filled in and checked."""
-    out = dict(DEFAULTS)
-    out.update({k: v for k, v in config.extra.items() if k in DEFAULTS})
-    k = config.num_slots
-    if out["top_k"] is None:
-        out["top_k"] = max(1, k - 1)
-    if out["key_dim"] is None:
-        out["key_dim"] = config.keyquery_dim
-    if out["input_value_dim"] is None:
-        out["input_value_dim"] = config.slot_dim
-    for name in ("top_k", "key_dim", "input_value_dim"):
+_CHOICES = {"input_attention": INPUT_ATTENTIONS, "schema_keys": ("per_schema", "shared"),
+            "pretraining": ("perception", "sequence"), "rim_schemata": ("per_unit", "single")}
+
+
+def _check_settings(out: Dict[str, Any], num_slots: int) -> None:
+    for name in ("top_k", "key_dim", "input_value_dim", "frame_dim"):
         value = out[name]
+        if value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"VIMConfig.extra[{name!r}] must be a positive int, got {value!r}")
-    if out["top_k"] > k:
+            raise ValueError(f"VIMConfig.extra[{name!r}] must be a positive int (or None: the "
+                             f"default), got {value!r}")
+    if out["top_k"] is not None and out["top_k"] > num_slots:
         raise ValueError(f"VIMConfig.extra['top_k'] ({out['top_k']}) must not exceed num_slots "
-                         f"({k})")
+                         f"({num_slots})")
     thr = out["null_threshold"]
     if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 <= thr < 1:
         raise ValueError(f"VIMConfig.extra['null_threshold'] must be a number in [0, 1), got "
@@ -92,9 +147,27 @@ def baseline_settings(config: VIMConfig) -> Dict[str, Any]:
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau < math.inf:
         raise ValueError(f"VIMConfig.extra['gumbel_temperature'] must be a positive number, got "
                          f"{tau!r}")
-    if out["rim_schemata"] not in ("per_unit", "single"):
-        raise ValueError(f"VIMConfig.extra['rim_schemata'] must be 'per_unit' or 'single', got "
-                         f"{out['rim_schemata']!r}")
+    for name, choices in _CHOICES.items():
+        if out[name] not in choices:
+            raise ValueError(f"VIMConfig.extra[{name!r}] must be one of {list(choices)}, got "
+                             f"{out[name]!r}")
+    if not isinstance(out["first_frame_loss"], bool):
+        raise ValueError(f"VIMConfig.extra['first_frame_loss'] must be true or false, got "
+                         f"{out['first_frame_loss']!r}")
+
+
+def baseline_settings(config: VIMConfig) -> Dict[str, Any]:
+    """The baseline settings of ``config.extra`` (missing keys: :data:`DEFAULTS`), checked, with
+    the derived ones resolved: ``top_k`` (K), ``key_dim``, ``input_value_dim``, ``frame_dim``."""
+    out = dict(DEFAULTS)
+    out.update({k: v for k, v in config.extra.items() if k in DEFAULTS})
+    _check_settings(out, config.num_slots)
+    derived = {"top_k": config.num_slots, "key_dim": config.keyquery_dim,
+               "input_value_dim": config.slot_dim,
+               "frame_dim": config.num_slots * config.slot_dim}
+    for name, value in derived.items():
+        if out[name] is None:
+            out[name] = value
     return out
 
 
@@ -140,8 +213,12 @@ class CoreStep(NamedTuple):
     """What one step of :class:`ObjectFiles` computed."""
     h: torch.Tensor                     # (N, K, D) the new states
     active: torch.Tensor                # (N, K) bool: the units that were updated
-    attention: torch.Tensor             # (N, K, 1 + P) input attention, column 0 the null row
+    #: the input attention: "competitive" (N, 1 + K, P), each input row's softmax over the null
+    #: (row 0) and the units; "pixel_rows" (N, K, 1 + P) and "null_row" (N, K, 2), each unit's
+    #: softmax over the null row (column 0) and the input rows
+    attention: torch.Tensor
     selection: Optional[torch.Tensor]   # (N, K, M) one-hot schema choice (None: no choice)
+    score: torch.Tensor                 # (N, K) input scores in [0, 1] (what top-k ranks)
 
 
 class ObjectFiles(nn.Module):
@@ -149,29 +226,56 @@ class ObjectFiles(nn.Module):
 
     ``schemata``: "shared" (SCOFF: ``num_schemata`` GRUs, one picked per unit and step),
     "per_unit" (RIM: unit k has its own GRU k) or "single" (one GRU for every unit).
+    ``attention``: one of :data:`INPUT_ATTENTIONS`; "null_row" needs ``num_inputs`` (P, the rows
+    of an encoded frame) and ``frame_dim``.  ``schema_keys``: "per_schema" or "shared".
     """
 
     def __init__(self, num_units: int, hidden: int, input_dim: int, num_schemata: int,
                  schemata: str, top_k: int, null_threshold: float, key_dim: int,
-                 value_dim: int, temperature: float = 1.0):
+                 value_dim: int, temperature: float = 0.5, attention: str = "competitive",
+                 schema_keys: str = "per_schema", num_inputs: Optional[int] = None,
+                 frame_dim: Optional[int] = None, eps: float = 1e-8):
         super().__init__()
         if schemata not in ("shared", "per_unit", "single"):
             raise ValueError(f"schemata must be 'shared', 'per_unit' or 'single', got "
                              f"{schemata!r}")
+        if attention not in INPUT_ATTENTIONS:
+            raise ValueError(f"attention must be one of {list(INPUT_ATTENTIONS)}, got "
+                             f"{attention!r}")
+        if schema_keys not in ("per_schema", "shared"):
+            raise ValueError(f"schema_keys must be 'per_schema' or 'shared', got {schema_keys!r}")
+        if not 1 <= top_k <= num_units:
+            raise ValueError(f"top_k must be in 1..{num_units}, got {top_k}")
         self.num_units, self.hidden, self.schemata = num_units, hidden, schemata
         self.top_k, self.null_threshold, self.temperature = top_k, null_threshold, temperature
-        self.key_dim = key_dim
-        # 1. input attention: units query the null row and the pixels
+        self.key_dim, self.attention, self.schema_keys, self.eps = (key_dim, attention,
+                                                                     schema_keys, eps)
+        # 1. input attention
+        if attention == "null_row":
+            if not num_inputs or not frame_dim:
+                raise ValueError("the null_row attention needs num_inputs and frame_dim")
+            # the frame as ONE input vector (RIM's encoded input)
+            self.frame = nn.Sequential(nn.Linear(input_dim, 4), nn.ReLU(), nn.Flatten(-2),
+                                       nn.Linear(4 * num_inputs, frame_dim), nn.ReLU())
+            input_dim = frame_dim
         self.in_query = nn.Linear(hidden, key_dim, bias=False)
         self.in_key = nn.Linear(input_dim, key_dim)
         self.in_value = nn.Linear(input_dim, value_dim)
-        self.null_key = nn.Parameter(torch.zeros(key_dim))          # its value is zero
+        if attention == "competitive":
+            self.null_query = nn.Parameter(torch.zeros(key_dim))      # the null competitor
+        else:
+            self.null_key = nn.Parameter(torch.zeros(key_dim))        # its value is zero
         # 3. schemata
         grus = {"shared": num_schemata, "per_unit": num_units, "single": 1}[schemata]
         self.grus = GRUBank(grus, value_dim, hidden)
         if schemata == "shared" and num_schemata > 1:
             self.sel_query = nn.Linear(hidden, key_dim, bias=False)
-            self.sel_key = nn.Linear(hidden, key_dim, bias=False)
+            if schema_keys == "shared":
+                self.sel_key = nn.Linear(hidden, key_dim, bias=False)
+            else:                     # schema m's key map W_m (nn.Linear's initialisation)
+                bound = 1.0 / math.sqrt(hidden)
+                self.sel_keys = nn.Parameter(
+                    torch.empty(num_schemata, key_dim, hidden).uniform_(-bound, bound))
         # 4. communication between units
         self.comm_query = nn.Linear(hidden, key_dim, bias=False)
         self.comm_key = nn.Linear(hidden, key_dim, bias=False)
@@ -186,39 +290,60 @@ class ObjectFiles(nn.Module):
         return hasattr(self, "sel_query")
 
     def input_attention(self, h: torch.Tensor, inputs: torch.Tensor):
-        """h (N, K, D), inputs (N, P, I) -> read values (N, K, V) and the attention
-        (N, K, 1 + P) over [null row, P input rows] (each unit's row sums to 1)."""
+        """h (N, K, D), inputs (N, P, I) -> read values (N, K, V), the attention
+        (:class:`CoreStep`'s layout) and the units' input scores (N, K) in [0, 1]."""
         q = self.in_query(h)                                              # (N, K, dk)
+        scale = math.sqrt(self.key_dim)
+        if self.attention == "competitive":
+            keys = self.in_key(inputs)                                    # (N, P, dk)
+            null = self.null_query.expand(h.shape[0], 1, -1)
+            logits = torch.einsum("nkd,npd->nkp", torch.cat([null, q], 1), keys) / scale
+            attn = logits.softmax(1)                        # each input row over null + units
+            weights = attn[:, 1:] + self.eps
+            weights = weights / weights.sum(-1, keepdim=True)             # over the inputs
+            read = torch.einsum("nkp,npv->nkv", weights, self.in_value(inputs))
+            score = attn[:, 1:].sum(-1) / max(inputs.shape[1], 1)        # share of rows won
+            return read, attn, score
+        if self.attention == "null_row":
+            inputs = self.frame(inputs).unsqueeze(1)                      # (N, 1, frame_dim)
         keys = self.in_key(inputs)                                        # (N, P, dk)
         null = self.null_key.expand(h.shape[0], 1, -1)
         logits = torch.einsum("nkd,npd->nkp", q, torch.cat([null, keys], 1))
-        attn = (logits / math.sqrt(self.key_dim)).softmax(-1)
+        attn = (logits / scale).softmax(-1)
         read = torch.einsum("nkp,npv->nkv", attn[..., 1:], self.in_value(inputs))
-        return read, attn
+        return read, attn, 1.0 - attn[..., 0]
 
-    def activity(self, attn: torch.Tensor) -> torch.Tensor:
-        """(N, K) bool: the ``top_k`` units with the most attention on the input rows, among
-        those whose input mass exceeds ``null_threshold`` (0: no such condition, always
-        ``top_k`` active units as in RIM)."""
-        score = 1.0 - attn[..., 0]
+    def activity(self, score: torch.Tensor) -> torch.Tensor:
+        """(N, K) bool: the ``top_k`` units with the highest input score, among those whose
+        score exceeds ``null_threshold`` (0: no such condition, always ``top_k`` active units as
+        in RIM)."""
         top = torch.zeros_like(score, dtype=torch.bool)
         top.scatter_(-1, score.topk(self.top_k, -1).indices, True)
         if self.null_threshold > 0:
             top = top & (score > self.null_threshold)
         return top
 
-    def choose(self, h: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        """(N, K, M) one-hot schema choice: straight-through Gumbel-softmax while training,
-        argmax otherwise."""
+    def choice_logits(self, h: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """(N, K, M): the query of each unit's state against the key of each schema's
+        proposal (N, K, M, D)."""
         q = self.sel_query(h).unsqueeze(-2)                              # (N, K, 1, dk)
-        logits = (q * self.sel_key(candidates)).sum(-1) / math.sqrt(self.key_dim)
+        if self.schema_keys == "per_schema":
+            keys = torch.einsum("nkmh,mdh->nkmd", candidates, self.sel_keys)
+        else:
+            keys = self.sel_key(candidates)
+        return (q * keys).sum(-1) / math.sqrt(self.key_dim)
+
+    def choose(self, h: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """(N, K, M) one-hot schema choice: straight-through Gumbel-softmax at
+        ``temperature`` while training, argmax otherwise."""
+        logits = self.choice_logits(h, candidates)
         if self.training:
             return F.gumbel_softmax(logits, tau=self.temperature, hard=True)
         return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
 
     def forward(self, h: torch.Tensor, inputs: torch.Tensor) -> CoreStep:
-        read, attn = self.input_attention(h, inputs)
-        active = self.activity(attn)
+        read, attn, score = self.input_attention(h, inputs)
+        active = self.activity(score)
         selection = None
         if self.schemata == "per_unit":
             proposal = self.grus.per_unit(read, h)
@@ -236,7 +361,7 @@ class ObjectFiles(nn.Module):
         weights = (torch.einsum("nkd,njd->nkj", q, k) / math.sqrt(self.key_dim)).softmax(-1)
         message = torch.einsum("nkj,njd->nkd", weights, self.comm_value(h_new))
         h_new = torch.where(keep, h_new + message, h_new)
-        return CoreStep(h_new, active, attn, selection)
+        return CoreStep(h_new, active, attn, selection, score)
 
 
 @register_model("scoff")
@@ -266,18 +391,46 @@ class SCOFF(PyroModule):
         self.core = ObjectFiles(c.num_slots, c.slot_dim, c.encoder_channels + 2,
                                 c.num_modules, self.schemata_kind(), s["top_k"],
                                 float(s["null_threshold"]), s["key_dim"], s["input_value_dim"],
-                                float(s["gumbel_temperature"]))
+                                float(s["gumbel_temperature"]), s["input_attention"],
+                                s["schema_keys"], c.image_size * c.image_size, s["frame_dim"])
         # distinct initial states break the symmetry between the units
         self.initial = nn.Parameter(torch.randn(c.num_slots, c.slot_dim) * 0.5)
         self.position = nn.Linear(c.slot_dim, 2)
         self.decoder = BroadcastDecoder(c.slot_dim, c.image_size, c.decoder_channels,
                                         c.decoder_kernel, c.decoder_layers,
-                                        extent=c.mask_extent * pixel)
+                                        extent=c.mask_extent * pixel, window=c.decode_window)
         self.register_buffer("grid", coordinate_grid(c.image_size, c.image_size))
 
     def schemata_kind(self) -> str:
         """How the core's GRUs are shared (see :class:`ObjectFiles`)."""
         return "shared"
+
+    # ------------------------------------------------------------------ saved settings
+    @classmethod
+    def complete_extra(cls, extra: Dict[str, Any], config: VIMConfig) -> Dict[str, Any]:
+        """``extra`` with every baseline setting written out (missing keys: :data:`DEFAULTS`),
+        checked; ``VIMConfig.validate`` calls it for configs of this family."""
+        out = dict(extra)
+        for key, value in DEFAULTS.items():
+            out.setdefault(key, value)
+        _check_settings(out, config.num_slots)
+        return out
+
+    @classmethod
+    def saved_config(cls, config: VIMConfig, saved_extra: Dict[str, Any]) -> VIMConfig:
+        """The config a checkpoint or run folder saved as ``config`` (already built, its
+        ``extra`` completed with today's defaults) with ``saved_extra`` the ``extra`` dict it
+        stored.  Without ``input_attention`` it was saved before 2026-12-07: its missing keys get
+        :data:`BEFORE_FIELD`, ``top_k`` None becomes K - 1 and ``decode_window`` 0 (ignored by
+        those models).  ``VIMConfig.from_saved`` calls it."""
+        if "input_attention" in saved_extra:
+            return config
+        extra = dict(saved_extra)
+        for key, value in BEFORE_FIELD.items():
+            extra.setdefault(key, value)
+        if extra.get("top_k") is None:
+            extra["top_k"] = max(1, config.num_slots - 1)
+        return config.replace(extra=extra, decode_window=0)
 
     # ------------------------------------------------------------------ pieces
     def check_frames(self, frames) -> torch.Tensor:
@@ -303,25 +456,23 @@ class SCOFF(PyroModule):
 
     def decode(self, h: torch.Tensor):
         """States (..., K, D) -> rgb (..., K, 3, S, S), mask logits (..., K, S, S) and the
-        decoders' positions (..., K, 2) (normalised coordinates)."""
-        lead, s = h.shape[:-1], self.config.image_size
+        decoders' positions (..., K, 2) (normalised coordinates).  Unit 0 may draw the
+        background; the others have local masks (in their window with ``decode_window``)."""
         pos = torch.tanh(self.position(h))
-        local = torch.ones(lead, dtype=torch.bool, device=h.device)
-        local[..., 0] = False                         # unit 0 may draw the background
-        rgb, logits = self.decoder(pos.reshape(-1, 2), h.reshape(-1, h.shape[-1]), self.grid,
-                                   local=local.reshape(-1))
-        return rgb.reshape(*lead, 3, s, s), logits.reshape(*lead, s, s), pos
+        rgb, logits = self.decoder.decode_slots(pos, h, self.grid)
+        return rgb, logits, pos
 
-    def rollout(self, frames: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def rollout(self, frames: torch.Tensor, decode_from: int = 0) -> Dict[str, torch.Tensor]:
         """Teacher-forced predictions of every frame: state t has read frames 0..t-1.
 
-        Returns ``states`` (N, T, K, D), ``active`` (N, T-1, K), ``attention`` (N, T-1, K, 1+HW),
-        ``selections`` (N, T-1, K, M) one-hot (absent without a schema choice), ``rgb``,
-        ``logits`` and ``positions`` of the decoded states."""
+        Returns ``states`` (N, T, K, D), ``active`` (N, T-1, K), ``attention`` (N, T-1, ...) (the
+        layout of :class:`CoreStep`), ``scores`` (N, T-1, K), ``selections`` (N, T-1, K, M)
+        one-hot (absent without a schema choice), and ``rgb``, ``logits`` and ``positions`` of
+        the states ``decode_from..T-1`` (the frames they predict)."""
         n, t = frames.shape[:2]
         h = self.initial.expand(n, *self.initial.shape)
         states: List[torch.Tensor] = [h]
-        active, attention, selections = [], [], []
+        active, attention, scores, selections = [], [], [], []
         if t > 1:
             inputs = self.encode(frames[:, :-1])     # the last frame is never read
             for i in range(t - 1):
@@ -330,22 +481,35 @@ class SCOFF(PyroModule):
                 states.append(h)
                 active.append(step.active)
                 attention.append(step.attention)
+                scores.append(step.score)
                 if step.selection is not None:
                     selections.append(step.selection)
         hs = torch.stack(states, 1)
-        rgb, logits, pos = self.decode(hs)
+        rgb, logits, pos = self.decode(hs[:, decode_from:])
         out = {"states": hs, "rgb": rgb, "logits": logits, "positions": pos}
         if active:
             out["active"] = torch.stack(active, 1)
             out["attention"] = torch.stack(attention, 1)
+            out["scores"] = torch.stack(scores, 1)
         if selections:
             out["selections"] = torch.stack(selections, 1)
         return out
 
-    def predict(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, T, 3, H, W) -> the teacher-forced predictions (N, T, 3, H, W)."""
-        out = self.rollout(frames)
+    def predict(self, frames: torch.Tensor, decode_from: int = 0) -> torch.Tensor:
+        """(N, T, 3, H, W) -> the teacher-forced predictions (N, T - decode_from, 3, H, W) of
+        frames ``decode_from..T-1``."""
+        out = self.rollout(frames, decode_from)
         return SpatialGaussianMixture(out["rgb"], out["logits"], self.config.sigma_x).mean
+
+    def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
+        """Perception: every frame of (N, T, 3, H, W) read once by the units from their initial
+        state (one core step) and decoded -> (N, T, 3, H, W) reconstructions."""
+        n, t = frames.shape[:2]
+        inputs = self.encode(frames.reshape(n * t, 1, *frames.shape[2:]))[:, 0]
+        h = self.core(self.initial.expand(n * t, *self.initial.shape), inputs).h
+        rgb, logits, _ = self.decode(h)
+        mean = SpatialGaussianMixture(rgb, logits, self.config.sigma_x).mean
+        return mean.reshape(frames.shape)
 
     # ------------------------------------------------------------------ Pyro programs
     @property
@@ -353,10 +517,27 @@ class SCOFF(PyroModule):
         return f"{self.family}_{id(self):x}"
 
     def model(self, frames: torch.Tensor):
-        """Every frame observed under N(prediction, sigma_x) (frame t predicted from < t)."""
+        """Frames 1..T-1 observed under N(prediction, sigma_x), frame t predicted from frames
+        < t (with ``first_frame_loss``: frame 0 too, predicted from the initial state)."""
         frames = self.check_frames(frames)
         pyro.module(self.param_store_name, self)
-        recon = self.predict(frames)
+        first = 0 if self.settings["first_frame_loss"] else 1
+        if frames.shape[1] <= first:
+            raise ValueError(f"{type(self).__name__}.model predicts frames 1..T-1 from the "
+                             f"frames before them: it needs T >= 2 frames, got "
+                             f"{frames.shape[1]} (single frames train the perception "
+                             "programs, programs(step) during pretrain_steps)")
+        recon = self.predict(frames, decode_from=first)
+        with pyro.plate("videos", frames.shape[0]):
+            pyro.sample("x", dist.Normal(recon, self.config.sigma_x).to_event(4),
+                        obs=frames[:, first:])
+
+    def pretrain_model(self, frames: torch.Tensor):
+        """Perception pre-training: every frame observed under N(its reconstruction, sigma_x)
+        (:meth:`reconstruct`: the units read the frame from their initial state, then decode)."""
+        frames = self.check_frames(frames)
+        pyro.module(self.param_store_name, self)
+        recon = self.reconstruct(frames)
         with pyro.plate("videos", frames.shape[0]):
             pyro.sample("x", dist.Normal(recon, self.config.sigma_x).to_event(4), obs=frames)
 
@@ -364,21 +545,30 @@ class SCOFF(PyroModule):
         """Empty: the baseline has no latent variables."""
 
     def programs(self, step: int):
-        """The same (model, guide) at every step (single frames during ``pretrain_steps``
-        train the prediction of frame 0 from the empty history)."""
+        """The (model, guide) pair of global step ``step``: during the first
+        ``config.pretrain_steps`` steps (single frames, as VIM's slot-attention pre-training)
+        the perception programs (:meth:`pretrain_model`), then the next-frame programs
+        (:meth:`model`).  ``pretraining="sequence"``: :meth:`model` at every step."""
+        if step < self.config.pretrain_steps and self.settings["pretraining"] == "perception":
+            return self.pretrain_model, self.guide
         return self.model, self.guide
 
     def perception_parameters(self):
-        """The encoder (what ``freeze_perception`` keeps fixed)."""
-        return list(self.encoder.parameters())
+        """The encoder and, for the null_row attention, the frame's encoding (what
+        ``freeze_perception`` keeps fixed)."""
+        params = list(self.encoder.parameters())
+        if hasattr(self.core, "frame"):
+            params += list(self.core.frame.parameters())
+        return params
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def infer(self, frames: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Teacher-forced predictions: ``recon`` (N, T, 3, H, W) (frame t from frames < t; frame
-        0 from the initial state), ``masks`` (N, T, K, H, W), ``slots`` (N, T, K, D) the unit
-        states, ``positions`` (N, T, K, 2) the decoders' centres in pixels, ``active``
-        (N, T-1, K) and, for SCOFF, ``schema_selections`` (N, T-1, K) (the chosen schema).
+        0 from the initial state, not trained unless ``first_frame_loss``), ``masks``
+        (N, T, K, H, W), ``slots`` (N, T, K, D) the unit states, ``positions`` (N, T, K, 2) the
+        decoders' centres in pixels, ``active`` (N, T-1, K) and, for SCOFF, ``schema_selections``
+        (N, T-1, K) (the chosen schema).
         Deterministic: schemata are chosen by the argmax, also in training mode."""
         was_training = self.training
         self.eval()
@@ -399,10 +589,10 @@ class SCOFF(PyroModule):
     def summary_metrics(self, batch, chunk: int = 64) -> Dict[str, Any]:
         """Held-out numbers (``metrics.json``): ``recon_mse`` (squared error per frame summed
         over pixels and channels, mean over all T frames as VIM's ``recon_mse``; frame 0 is
-        predicted from the empty history), ``recon_mse_per_pixel``, ``recon_mse_per_frame``
-        (T), ``recon_mse_predicted`` (frames 1..T-1 only, each predicted from the true previous
-        frames; Table 1's measure), ``active_fraction`` and, for SCOFF, ``schema_usage`` (M
-        fractions)."""
+        predicted from the empty history, and trained only with ``first_frame_loss``),
+        ``recon_mse_per_pixel``, ``recon_mse_per_frame`` (T), ``recon_mse_predicted``
+        (frames 1..T-1 only, each predicted from the true previous frames; Table 1's measure),
+        ``active_fraction`` and, for SCOFF, ``schema_usage`` (M fractions)."""
         frames = batch.frames if isinstance(batch.frames, np.ndarray) else np.asarray(
             batch.frames)
         device = next(self.parameters()).device
@@ -464,4 +654,5 @@ class SCOFF(PyroModule):
     def __repr__(self):
         c = self.config
         return (f"{type(self).__name__}(K={c.num_slots}, M={self.core.grus.num} GRUs "
-                f"({self.core.schemata}), top_k={self.core.top_k}, image_size={c.image_size})")
+                f"({self.core.schemata}), input_attention={self.core.attention!r}, "
+                f"top_k={self.core.top_k}, image_size={c.image_size})")
