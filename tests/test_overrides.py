@@ -22,7 +22,7 @@ def test_values_are_typed_by_the_field():
 
 @pytest.mark.parametrize("item, match", [
     ("num_slotz=5", "unknown config key 'num_slotz'; did you mean num_slots"),
-    ("data.speed=3", "unknown config key 'data.speed'"),
+    ("data.gravity=3", "unknown config key 'data.gravity'"),
     ("data=3", "unknown config key 'data'"),
     ("num_slots=five", "bad value for num_slots: expected an int, got 'five'"),
     ("lr=fast", "bad value for lr: expected a number"),
