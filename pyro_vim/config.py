@@ -3,10 +3,11 @@
 A config is in sections, each a small dataclass: ``architecture`` (sizes of the networks and of
 the probabilistic model), ``perception`` (slot-attention discovery and the guide's tracking
 policy), ``inference`` (the module-selection posterior and how choices mix), ``schedule``
-(optimisation, curriculum, annealing, the trainer's duplicate-merge step, evaluation) and
-``data`` (the generator).  At the top are the parts chosen by name (``model``, ``prior``,
-``guide``), the frame size, the seed and the config's ``version``.  Every field of a section is
-also readable and settable under its own name (``config.num_slots`` is
+(optimisation, curriculum, annealing, the trainer's duplicate-merge step, evaluation),
+``interaction`` (velocities and binary modules for interacting objects, beyond the paper; off by
+default) and ``data`` (the generator).  At the top are the parts chosen by name (``model``,
+``prior``, ``guide``), the frame size, the seed and the config's ``version``.  Every field of a
+section is also readable and settable under its own name (``config.num_slots`` is
 ``config.architecture.num_slots``; ``--set num_slots=5`` and ``--set architecture.num_slots=5``
 are the same), so scripts written against the flat config keep working.
 
@@ -368,6 +369,31 @@ class ScheduleConfig:
         return self
 
 
+@dataclass
+class InteractionConfig:
+    """Interacting objects (docs/interactions.md, :mod:`pyro_vim.interactions`): beyond the
+    paper, which uses unary modules only.  The defaults turn everything off: the paper's unary
+    VIM, its sites and its numbers exactly.
+
+    ``velocity``: the slot state carries a velocity, h = (pos, vel, feat); ``z_0``'s site covers
+    it, inferred by p(z_0 | c) from the first *two* frames (discovery on frame 0, one tracking
+    step onto frame 1, velocity = the displacement), and the modules map (pos, vel, feat) to
+    (dpos, dvel, dfeat) around inertial flight.  ``num_binary_modules`` B > 0: B binary modules,
+    each chosen by a slot together with a partner slot (site ``p_{t}``: one of the other K - 1
+    slots or "none")."""
+    num_binary_modules: int = 0  # B: modules of (own state, partner state) -> update
+    velocity: bool = False       # slot state (pos, vel, feat), context = the first two frames
+
+    def validate(self) -> "InteractionConfig":
+        _non_negative_ints(self, ("num_binary_modules",))
+        _bools(self, ("velocity",))
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.velocity or self.num_binary_modules > 0
+
+
 #: Every named part at the paper's choice: its key-query prior and key-query selection
 #: posterior, Eq. 4's tracking by slot attention alone, no merge step, and Trace_ELBO's relaxed
 #: Monte Carlo module-choice term.  ``VIMConfig(**PAPER_PARTS)`` is the paper's program
@@ -376,7 +402,8 @@ PAPER_PARTS = {"prior": "keyquery", "guide": "keyquery", "tracking": "paper", "m
                "r_kl": "sample", "straight_through": False, "test_choices": "hard"}
 #: The sections of a config, in the order they are written.
 SECTIONS = {"architecture": ArchitectureConfig, "perception": PerceptionConfig,
-            "inference": InferenceConfig, "schedule": ScheduleConfig}
+            "inference": InferenceConfig, "schedule": ScheduleConfig,
+            "interaction": InteractionConfig}
 #: Every section field's flat name -> its section (``config.num_slots`` reads
 #: ``config.architecture.num_slots``).
 FLAT_NAMES = {f.name: section for section, cls in SECTIONS.items()
@@ -400,6 +427,7 @@ class VIMConfig:
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    interaction: InteractionConfig = field(default_factory=InteractionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     extra: Dict[str, Any] = field(default_factory=dict)   # settings of other model families
 
@@ -451,6 +479,10 @@ class VIMConfig:
         complete = getattr(registry._TABLES["model"][self.model], "complete_extra", None)
         if complete is not None:
             object.__setattr__(self, "extra", complete(dict(self.extra), self))
+        if self.interaction.enabled and self.iterations != 1:
+            raise ValueError(f"VIMConfig.interaction (velocity, num_binary_modules) needs one "
+                             f"module selection per transition (iterations=1), got iterations="
+                             f"{self.iterations}")
         if self.num_slots < self.data.num_objects:
             raise ValueError(
                 f"VIMConfig.num_slots ({self.num_slots}) must be >= data.num_objects "
@@ -504,8 +536,26 @@ class VIMConfig:
 
     @property
     def state_dim(self) -> int:
-        """Size of a slot state h = (2-D position, appearance features)."""
+        """Size of a slot's (position, appearance features): ``infer``'s ``slots``."""
         return 2 + self.slot_dim
+
+    @property
+    def motion_dim(self) -> int:
+        """Size of the motion part of a slot state: the position, and the velocity when
+        ``interaction.velocity`` is on (2 or 4)."""
+        return 4 if self.interaction.velocity else 2
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of a slot state h and of its sites ``z_0``, ``z_{t}``: (pos, feat), or (pos,
+        vel, feat) with ``interaction.velocity``; ``state_dim`` when the feature is off."""
+        return self.motion_dim + self.slot_dim
+
+    @property
+    def num_choices(self) -> int:
+        """Categories of a module choice ``r_{t}``: the M unary modules, then the B binary
+        ones (``interaction.num_binary_modules``)."""
+        return self.num_modules + self.interaction.num_binary_modules
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "VIMConfig":

@@ -52,7 +52,11 @@ def find_duplicates(vim, frames: torch.Tensor, max_videos: int = 8) -> List[Tupl
     slots = out["slots"][:, :-1, 1:]                        # (N, T-1, K-1, S) object slots
     picks = out["selections"][:, :, 1:].reshape(-1)         # (P,)
     states = slots.reshape(-1, slots.shape[-1])
-    dpos, _ = vim.transition(states[:, :2], states[:, 2:])  # (P, M, 2) normalised units
+    from .infer import _normalised_velocities
+    vel = out.get("velocities")                             # with interaction.velocity
+    vel = None if vel is None else vel[:, :-1, 1:]
+    dpos = vim.transition(states[:, :2], states[:, 2:],
+                          *_normalised_velocities(vim, vel, states))[0]   # (P, M, 2) normalised
     dpos = dpos * ((c.image_size - 1) / 2.0)                # pixels
     m = dpos.shape[1]
     usage = torch.bincount(picks, minlength=m)

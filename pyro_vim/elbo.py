@@ -3,8 +3,9 @@
 ``TermsELBO().loss_and_terms(model, guide, frames)`` returns the same differentiable loss as
 ``Trace_ELBO().differentiable_loss`` (every site of VIM is reparameterised, so there is no
 score-function term) together with, per video: ``recon`` (-log p(x | h)), ``kl_z`` (Gaussian KL
-of the updates z_t, unscaled), ``kl_r`` (module KL of r_t) and ``kl_z0`` (zero when the guide uses
-the discovery model for z_0, as VIM's does).
+of the updates z_t, unscaled), ``kl_r`` (module KL of r_t), with binary modules ``kl_p``
+(partner KL of p_t, :mod:`pyro_vim.interactions`; analytic too under ``categorical_r``) and
+``kl_z0`` (zero when the guide uses the discovery model for z_0, as VIM's does).
 
 ``TermsELBO(categorical_r=True)`` replaces the Monte Carlo estimate of each module-choice KL,
 log q(r) - log p(r) at the relaxed sample r (densities of the relaxed one-hot at temperature
@@ -21,7 +22,9 @@ from pyro.infer import Trace_ELBO
 
 from . import sites
 
-_TERMS = {sites.X: "recon", sites.Z0: "kl_z0", "r": "kl_r", "z": "kl_z"}
+_TERMS = {sites.X: "recon", sites.Z0: "kl_z0", "r": "kl_r", "z": "kl_z", "p": "kl_p"}
+#: the choice terms (relaxed one-hot sites) that ``categorical_r`` makes analytic
+_CHOICES = ("kl_r", "kl_p")
 
 
 def _term(name: str) -> str:
@@ -51,11 +54,12 @@ class TermsELBO(Trace_ELBO):
             for name, site in model_trace.nodes.items():
                 if site["type"] != "sample":
                     continue
-                if self.categorical_r and _term(name) == "kl_r" and name in guide_trace.nodes:
+                term = _term(name)
+                if self.categorical_r and term in _CHOICES and name in guide_trace.nodes:
                     kl = (categorical_kl(guide_trace.nodes[name]["fn"], site["fn"])
                           * site["scale"]).sum()
                     particle = particle - kl
-                    terms["kl_r"] += float(kl.detach()) / float(site["scale"])
+                    terms[term] += float(kl.detach()) / float(site["scale"])
                     continue
                 lp = site["log_prob_sum"]
                 particle = particle + lp
@@ -65,7 +69,7 @@ class TermsELBO(Trace_ELBO):
             for name, site in guide_trace.nodes.items():
                 if site["type"] != "sample" or site["is_observed"]:
                     continue
-                if self.categorical_r and _term(name) == "kl_r":
+                if self.categorical_r and _term(name) in _CHOICES:
                     continue                      # counted analytically above
                 lp = site["log_prob_sum"]
                 particle = particle - lp

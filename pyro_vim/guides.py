@@ -28,17 +28,21 @@ from .registry import GUIDES, register_guide
 class SlotAttentionGuide(PyroModule):
     def __init__(self, slot_dim: int, hidden: int = 64, key_dim: int = 32,
                  position_score: bool = True, scale_pixels: float = 1.0,
-                 image_size: int = 32):
+                 image_size: int = 32, velocity: bool = False):
         super().__init__()
-        state = 2 + slot_dim
-        self.position_score = position_score
-        self.keyquery = KeyQuery(state + slot_dim, state, hidden, key_dim)
+        # with a velocity the state is (pos, vel, feat) and the observed displacement
+        # p̂ - pos(h_{t-1}) is one more input of the query and of the update posterior
+        moved = 2 if velocity else 0
+        state = 2 + moved + slot_dim
+        self.position_score, self.velocity = position_score, bool(velocity)
+        self.keyquery = KeyQuery(2 + 2 * slot_dim + moved, state, hidden, key_dim)
         pixel = 2.0 / (image_size - 1)
         # a fixed distance scale: learned, the relaxed module KL pushes it up until the choices
         # blur and the modules collapse onto their mean (measured; see BENCHMARKS.md)
         self.register_buffer("tau", torch.tensor(scale_pixels * pixel))
         self.kq_gain = nn.Parameter(torch.tensor(0.1 if position_score else 1.0))
-        self.post = MLP(2 * state + slot_dim + 2, hidden, 2 * state)
+        # input: the mixed candidate (state), p̂, x̂ features and update, the residual[, moved]
+        self.post = MLP(state + 4 + 2 * slot_dim + moved, hidden, 2 * state)
         with torch.no_grad():
             self.post[-1].weight.mul_(0.01)
             self.post[-1].bias.zero_()
@@ -48,11 +52,18 @@ class SlotAttentionGuide(PyroModule):
     def from_config(cls, config):
         """The guide the config describes (its sizes and the selection scale)."""
         return cls(config.slot_dim, hidden=config.update_hidden, key_dim=config.keyquery_dim,
-                   scale_pixels=config.selection_scale_resolved, image_size=config.image_size)
+                   scale_pixels=config.selection_scale_resolved, image_size=config.image_size,
+                   velocity=config.velocity)
+
+    def _observed(self, h, obs):
+        """The observation's inputs: (p̂, x̂ features, x̂ update[, p̂ - pos(h_{t-1})])."""
+        parts = [obs.pos, obs.feat, obs.update]
+        return parts + [obs.pos - h.pos] if self.velocity else parts
 
     def selection_logits(self, h, cand_pos, cand_feat, obs):
-        """(N, K, M) logits of q(r_t | h_{t-1}, x_t)."""
-        query = torch.cat([obs.pos, obs.feat, obs.update], -1)
+        """(N, K, M) logits of q(r_t | h_{t-1}, x_t): one per candidate (with binary modules,
+        one per (module, partner) pair's candidate, :mod:`pyro_vim.interactions`)."""
+        query = torch.cat(self._observed(h, obs), -1)
         keys = torch.cat([cand_pos, cand_feat], -1)
         logits = self.kq_gain * self.keyquery(query, keys)
         if self.position_score:
@@ -75,9 +86,20 @@ class SlotAttentionGuide(PyroModule):
     def update_posterior(self, h, mix_pos, mix_feat, obs, final: bool = True):
         """loc, scale of q(z_t | r_t, h_{t-1}, x_t) over the state (pos, feat).  ``final=False``
         (an intermediate iteration of a VIM-k transition): the position mean is 0, the slot stays
-        where the module put it and the next iteration's selection continues from there."""
+        where the module put it and the next iteration's selection continues from there.
+
+        With a velocity (``mix_feat`` = (vel, feat)) the velocity's posterior mean is the
+        observed displacement p̂ - pos(h_{t-1}), the finite difference that ``z_0``'s velocity is
+        too; the modules are then fitted to predict it (the prior's velocity update is N(0, .)).
+        Two alternatives were measured on bouncing balls (benchmarks/interactions_smoke.py,
+        docs/interactions.md): the modules' velocity plus the position's innovation (an
+        alpha-beta tracker with beta = 1) leaves the split between the velocity and a module's
+        constant dpos free, and the matched balls' velocity error in free flight grew to 2.1
+        px/frame at 1.45 px/frame speed; with a learned correction on top it learned to cancel
+        the innovation (which saves the velocity's Gaussian KL), 0.82 px/frame; the finite
+        difference: 0.19 px/frame."""
         residual = obs.pos - mix_pos
-        x = torch.cat([mix_pos, mix_feat, obs.pos, obs.feat, obs.update, residual], -1)
+        x = torch.cat([mix_pos, mix_feat] + self._observed(h, obs) + [residual], -1)
         out = self.post(x)
         state = out.shape[-1] // 2
         loc = out[..., :state]
@@ -85,8 +107,13 @@ class SlotAttentionGuide(PyroModule):
             # the position's posterior mean is the observed position: a learned correction here
             # drifted towards the modules' prediction (it lowers the Gaussian KL) and the slots
             # stopped tracking (measured: tracking error 1.2 -> 2.0 px over 300 steps)
-            loc = torch.cat([residual if final else torch.zeros_like(residual), loc[..., 2:]],
-                            -1)
+            pos_loc = residual if final else torch.zeros_like(residual)
+            if self.velocity:
+                moved = obs.pos - h.pos - mix_feat[..., :2]
+                vel_loc = moved if final else torch.zeros_like(moved)
+                loc = torch.cat([pos_loc, vel_loc, loc[..., 4:]], -1)
+            else:
+                loc = torch.cat([pos_loc, loc[..., 2:]], -1)
         scale = F.softplus(out[..., state:]) + 1e-4
         return loc, scale
 

@@ -261,6 +261,11 @@ def predict(vim: VIM, context: torch.Tensor, horizon: int, num_samples: int = 8,
         * ``selection_samples`` (num_samples, N, H, K, M): the sampled relaxed ``r_{t}``;
         * ``context_positions`` (num_samples, N, K, 2): slot positions on the last context frame
           (for :func:`match_predicted_slots`).
+
+        With binary modules (``interaction.num_binary_modules``) the selections index the
+        M + B modules, and ``partners`` (num_samples, N, H, K) holds each slot's sampled partner
+        slot (-1: "none"), ``partner_samples`` (num_samples, N, H, K, K) the relaxed ``p_{t}``.
+        With a velocity (``interaction.velocity``) the context needs D >= 2 frames.
     """
     _check_vim(vim)
     horizon = _positive_int("horizon", horizon)
@@ -284,6 +289,11 @@ def _predict_rows(vim: VIM, rows: torch.Tensor, horizon: int) -> Dict[str, torch
     guide_trace = poutine.trace(vim.guide).get_trace(rows, horizon=horizon)
     trace, states, _ = _run_model(poutine.replay(vim.model, trace=guide_trace), rows, horizon)
     r = _site_values(trace, [sites.r_site(t) for t in range(d, d + horizon)])       # (B, H, K, M)
+    extra = {}
+    if vim.interactions is not None:                    # binary modules: the partner sites
+        p = _site_values(trace, [sites.p_site(t) for t in range(d, d + horizon)])   # (B, H, K, K)
+        extra = {"partners": vim.interactions.partner_slots(p.argmax(-1)),
+                 "partner_samples": p}
     return {
         "frames": trace.nodes["future_frames"]["value"],
         "positions": trace.nodes["future_positions"]["value"],
@@ -291,6 +301,7 @@ def _predict_rows(vim: VIM, rows: torch.Tensor, horizon: int) -> Dict[str, torch
         "selections": r.argmax(-1),
         "selection_samples": r,
         "context_positions": vim.to_pixels(states[d - 1].pos),
+        **extra,
     }
 
 
@@ -455,7 +466,8 @@ def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: boo
         vim: a :class:`~pyro_vim.model.VIM`.
         context: (N, D, 3, S, S) frames in [0, 1], D >= 1 (or (N, 3, S, S): one frame).
         modules: int array / tensor (H, K) (the same for every video) or (N, H, K), values in
-            [0, M).
+            [0, M) (with binary modules [0, M + B): a binary module's partner is then the
+            prior's likeliest, or sampled with ``sample_updates``).
         sample_updates: sample ``z`` (and the guide's ``r``) instead of taking means.
         max_batch: videos per run of the guide and the model, a positive int (default
             :data:`MAX_BATCH`), or None to run all videos at once.
@@ -483,8 +495,8 @@ def counterfactual(vim: VIM, context: torch.Tensor, modules, sample_updates: boo
             or mods.shape[1] < 1:
         raise ValueError(f"modules must have shape (H, K) or (N, H, K) with N={n}, K="
                          f"{c.num_slots}, H >= 1, got {tuple(mods.shape)}")
-    if mods.min() < 0 or mods.max() >= c.num_modules:
-        raise ValueError(f"modules must be module indices in [0, {c.num_modules}), got values "
+    if mods.min() < 0 or mods.max() >= c.num_choices:
+        raise ValueError(f"modules must be module indices in [0, {c.num_choices}), got values "
                          f"in [{mods.min().item()}, {mods.max().item()}]")
     horizon = mods.shape[1]
     out, traces, sizes = _Rows(n), [], []
@@ -507,13 +519,15 @@ def _counterfactual_rows(vim: VIM, context: torch.Tensor, mods: torch.Tensor,
     c = vim.config
     guide = vim.guide
     if not sample_updates:
-        context_sites = [f(t) for t in range(1, d) for f in (sites.r_site, sites.z_site)]
+        context_sites = [f(t) for t in range(1, d)
+                         for f in (sites.r_site, sites.z_site, sites.p_site)]
         guide = UseMeans([sites.Z0] + context_sites)(guide)
     guide_trace = poutine.trace(guide).get_trace(context, horizon=horizon)
-    data = module_condition(mods, d, c.num_modules, dtype=context.dtype)
+    data = module_condition(mods, d, c.num_choices, dtype=context.dtype)
     model = poutine.condition(poutine.replay(vim.model, trace=guide_trace), data=data)
-    if not sample_updates:
-        model = UseMeans([sites.z_site(t) for t in range(d, d + horizon)])(model)
+    if not sample_updates:         # mean updates and, with binary modules, the likeliest partner
+        model = UseMeans([f(t) for t in range(d, d + horizon)
+                          for f in (sites.z_site, sites.p_site)])(model)
     trace, states, likelihood = _run_model(model, context, horizon)
     trace.log_prob_sum()               # cached in every site, so a joined trace sums the chunks
     start = SpatialGaussianMixture(likelihood.means[:, d - 1], likelihood.mask_logits[:, d - 1],
@@ -582,11 +596,15 @@ def module_rollouts(vim: VIM, frame: torch.Tensor, slot: int, num_steps: int,
 
 
 @torch.no_grad()
-def module_translations(vim: VIM, states) -> torch.Tensor:
+def module_translations(vim: VIM, states, velocities=None) -> torch.Tensor:
     """Mean translation in pixels (M, 2), as (x = column, y = row), that each module f_m applies
     to the slot states ``states`` (..., 2 + D) (e.g. ``vim.infer(frames)["slots"]`` of the slots
     matched to objects).  After training on Random Walk, each used module should move a slot by
-    about one step (3 px) in one of the four directions."""
+    about one step (3 px) in one of the four directions.
+
+    With a velocity (``interaction.velocity``) the slots' ``velocities`` (..., 2) in pixels per
+    frame (``infer``'s ``velocities``; default zero) enter the modules, and the translation is
+    the modules' deviation from inertial flight (dpos: 0 for free flight)."""
     _check_vim(vim)
     c = vim.config
     if not isinstance(states, torch.Tensor) or states.shape[-1] != c.state_dim \
@@ -595,8 +613,20 @@ def module_translations(vim: VIM, states) -> torch.Tensor:
         raise ValueError(f"states must be a non-empty tensor (..., {c.state_dim}) of slot "
                          f"states (pos, feat), got {shape}")
     states = states.reshape(-1, c.state_dim).to(next(vim.parameters()).device)
-    dpos, _ = vim.transition(states[:, :2], states[:, 2:])          # (P, M, 2) normalised
+    dpos = vim.transition(states[:, :2], states[:, 2:],
+                          *_normalised_velocities(vim, velocities, states))[0]   # (P, M, 2)
     return dpos.mean(0) * ((c.image_size - 1) / 2.0)
+
+
+def _normalised_velocities(vim: VIM, velocities, states: torch.Tensor):
+    """``[]`` without a velocity in the model, else ``[vel]`` (P, 2) in normalised units from
+    pixels per frame (zeros when ``velocities`` is None)."""
+    if not vim.config.velocity:
+        return []
+    if velocities is None:
+        return [torch.zeros_like(states[:, :2])]
+    vel = torch.as_tensor(velocities, dtype=states.dtype, device=states.device)
+    return [vel.reshape(-1, 2) * (2.0 / (vim.config.image_size - 1))]
 
 
 @torch.no_grad()

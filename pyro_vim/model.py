@@ -21,6 +21,13 @@ appearance features.  h_t = (pos_{t-1} + sum_m r_m dpos_m + z^pos,
 LayerNorm(feat_{t-1} + sum_m r_m dfeat_m + z^feat)), the paper's
 h_t = LayerNorm(h_{t-1} + z_t + f(h_{t-1}, r_t)) with the position kept out of the LayerNorm.
 
+Interacting objects (``config.interaction``, off by default, :mod:`pyro_vim.interactions`,
+docs/interactions.md): with ``velocity`` the state is h = (pos, vel, feat), ``z_0`` covers it and
+p(z_0 | c) reads it off the first two frames; with ``num_binary_modules`` B > 0 a transition
+also samples ``p_{t}``, each slot's partner (one of the other slots or "none") for the binary
+module its ``r_{t}`` may choose, in the same shared :meth:`VIM.transition_step`.  Off, the
+program above is unchanged, site for site and number for number.
+
 Where the paper ends: every mechanism beyond it is a part chosen by name in the config, built
 here and called, never a flag read in :meth:`VIM._model` / :meth:`VIM._guide`: the selection
 prior (:mod:`pyro_vim.priors`), the guide with its selection scorer (:mod:`pyro_vim.guides`), the
@@ -47,6 +54,7 @@ from .choices import ChoiceMixing
 from .config import VIMConfig
 from .distributions import SafeRelaxedOneHotCategorical, SpatialGaussianMixture
 from .handlers import UseMeans
+from .interactions import Interactions
 from .nn import (
     MLP,
     BroadcastDecoder,
@@ -60,9 +68,18 @@ from .nn.functional import inverse_softplus as _inverse_softplus
 
 
 class SlotState(NamedTuple):
-    """h_t for every video and slot."""
+    """h_t for every video and slot (with a candidate axis before the last one: the candidate
+    states s_m)."""
     pos: torch.Tensor    # (N, K, 2) normalised (x, y)
     feat: torch.Tensor   # (N, K, D)
+    vel: Optional[torch.Tensor] = None   # (N, K, 2) normalised units per frame, only with
+    #                                      interaction.velocity
+
+    @property
+    def rest(self) -> torch.Tensor:
+        """The state after its position, as the selection prior and guide see it: feat, or
+        (vel, feat) with a velocity."""
+        return self.feat if self.vel is None else torch.cat([self.vel, self.feat], -1)
 
 
 class Step(NamedTuple):
@@ -72,6 +89,9 @@ class Step(NamedTuple):
     r: torch.Tensor                  # (N, K, M) relaxed (or, under UseMeans, hard) one-hot
     mix_pos: torch.Tensor            # (N, K, 2) where the chosen modules put the slot (before z)
     mix_feat: torch.Tensor           # (N, K, D) the chosen modules' features (before z)
+    partner_logits: Optional[torch.Tensor] = None   # (N, K, K) with binary modules: p_t's
+    partner: Optional[torch.Tensor] = None          # (N, K, K) the sampled p_t
+    mix_vel: Optional[torch.Tensor] = None          # (N, K, 2) with a velocity (before z)
 
 
 class StepRecord(NamedTuple):
@@ -81,6 +101,9 @@ class StepRecord(NamedTuple):
     observed_pos: torch.Tensor       # (N, K, 2) slot-attention position on frame t
     module_pos: torch.Tensor         # (N, K, 2) position after the chosen module, before z
     module_feat: torch.Tensor        # (N, K, D) features after the chosen module, before z
+    partner_logits: Optional[torch.Tensor] = None   # (N, K, K) with binary modules
+    partner: Optional[torch.Tensor] = None          # (N, K, K) the sampled / hard p_t
+    module_vel: Optional[torch.Tensor] = None       # (N, K, 2) with a velocity
 
 
 @registry.register_model("vim")
@@ -131,17 +154,24 @@ class VIM(PyroModule):
         #: how a module choice r mixes the candidates (:mod:`pyro_vim.choices`)
         self.choices = ChoiceMixing.from_config(c)
         self.transition = TransitionModules(c.num_modules, c.slot_dim, c.module_hidden,
-                                            init_scale=c.module_init_scale * pixel)
+                                            init_scale=c.module_init_scale * pixel,
+                                            velocity=c.velocity)
+        #: binary modules and the partner site p_t (:mod:`pyro_vim.interactions`); None: the
+        #: paper's unary modules only
+        self.interactions = (Interactions.from_config(c) if c.num_binary_modules else None)
+        #: the position's size in the state, and the velocity's (2 or 4)
+        self.motion_dim = c.motion_dim
         self.state_norm = nn.LayerNorm(c.slot_dim)
         self.prior = prior if prior is not None else registry.lookup("prior",
                                                                      c.prior).from_config(c)
-        self.update_prior = MLP(c.state_dim, c.update_hidden, 2 * c.state_dim)
+        s, k = c.latent_dim, c.motion_dim
+        self.update_prior = MLP(s, c.update_hidden, 2 * s)
         with torch.no_grad():
             last = self.update_prior[-1]
             last.weight.mul_(0.01)
             last.bias.zero_()
-            last.bias[c.state_dim:c.state_dim + 2].fill_(_inverse_softplus(0.5 * pixel))
-            last.bias[c.state_dim + 2:].fill_(_inverse_softplus(0.1))
+            last.bias[s:s + k].fill_(_inverse_softplus(0.5 * pixel))
+            last.bias[s + k:].fill_(_inverse_softplus(0.1))
         self.posterior = guide if guide is not None else registry.lookup("guide",
                                                                          c.guide).from_config(c)
         self.register_buffer("grid", coordinate_grid(c.image_size, c.image_size))
@@ -174,9 +204,13 @@ class VIM(PyroModule):
                              f"image_size is {size}: expected {expected}")
         if frames.shape[0] == 0:
             raise ValueError(f"frames is an empty batch (N=0); expected {expected}")
+        if self.config.velocity:
+            min_frames = 2
         if frames.shape[1] < min_frames:
+            what = ("the two context frames of a velocity (interaction.velocity)"
+                    if self.config.velocity else "a context frame and a next frame")
             raise ValueError(f"frames has {frames.shape[1]} frame(s); VIM needs at least "
-                             f"{min_frames} (a context frame and a next frame)")
+                             f"{min_frames} ({what})")
         if not torch.isfinite(frames).all():
             raise ValueError("frames contain NaN or inf values")
         if frames.min() < 0 or frames.max() > 1:
@@ -200,25 +234,71 @@ class VIM(PyroModule):
         """(..., 3, H, W) -> (..., H*W, 3) pixel colours."""
         return frames.flatten(-2).transpose(-1, -2)
 
-    def discover(self, context_features: torch.Tensor, context: torch.Tensor):
+    def discover(self, context_features: torch.Tensor, context: torch.Tensor,
+                 second: Optional[tuple] = None):
         """p(z_0 | c): slot attention on the context frame c (N, 3, H, W) and its features.
 
-        Returns loc, scale of z_0 and the slots' mean colours (used by the guide's tracking).
+        With ``interaction.velocity`` the context is the first two frames: ``second`` = (features,
+        frame) of frame 1, onto which one tracking step (:meth:`observe`) follows the discovered
+        slots; the velocity is the displacement (zero without a second frame: slot-attention
+        pre-training on single frames).  Returns loc, scale of z_0 = (pos, [vel,] feat) and the
+        slots' mean colours (used by the guide's tracking).
         """
         sa = self.slot_attention(context_features, self.pixels(context), self.grid,
                                  iters=self.config.discovery_iters, hold=self.tracking.hold)
-        loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
+        if not self.config.velocity:
+            loc = torch.cat([sa.pos, self.state_norm(sa.feat)], -1)
+            return loc, self.z0_scale.expand(loc.shape), sa.colour
+        feat = self.state_norm(sa.feat)
+        vel = torch.zeros_like(sa.pos)
+        if second is not None:
+            seen = self.observe(second[0], second[1], SlotState(sa.pos, feat), sa.colour)
+            vel = seen.pos - sa.pos
+        loc = torch.cat([sa.pos, vel, feat], -1)
         return loc, self.z0_scale.expand(loc.shape), sa.colour
 
+    def state_of(self, z: torch.Tensor) -> SlotState:
+        """A state vector (..., 2 + [2 +] D) (``z_0``'s value) -> :class:`SlotState`."""
+        if self.motion_dim == 2:
+            return SlotState(z[..., :2], z[..., 2:])
+        return SlotState(z[..., :2], z[..., 4:], z[..., 2:4])
+
     def candidates(self, h: SlotState, stay: bool = False):
-        """s^k_t = {f_m(h^k_{t-1})}: (N, K, M, 2) positions and (N, K, M, D) features; with
-        ``stay`` the unchanged state is appended as candidate M."""
-        dpos, dfeat = self.transition(h.pos, h.feat)
-        pos, feat = h.pos.unsqueeze(-2) + dpos, h.feat.unsqueeze(-2) + dfeat
+        """s^k_t = {f_m(h^k_{t-1})}: (N, K, M, 2) positions and (N, K, M, D) features (with
+        binary modules every (module, partner) pair's candidate follows, with a velocity the
+        features are (vel, feat): :meth:`candidate_states`); with ``stay`` the unchanged state
+        is appended as candidate M."""
+        cand = self.candidate_states(h, stay)
+        return cand.pos, cand.rest
+
+    def candidate_states(self, h: SlotState, stay: bool = False) -> SlotState:
+        """The candidates as states with a candidate axis (N, K, C, ·): the M unary modules'
+        f_m(h^k) and, with binary modules, the B x K pairs' g_b(h^k, h^j)
+        (:meth:`Interactions.pair_updates`); ``stay`` appends h itself."""
+        if h.vel is None:
+            cand = self.apply_updates(h, *self.transition(h.pos, h.feat))
+        else:
+            dpos, dfeat, dvel = self.transition(h.pos, h.feat, h.vel)
+            cand = self.apply_updates(h, dpos, dfeat, dvel)
+        if self.interactions is not None:
+            pairs = self.apply_updates(h, *self.interactions.pair_updates(h))
+            cand = SlotState(*(None if a is None else torch.cat([a, b], -2)
+                               for a, b in zip(cand, pairs)))
         if stay:
-            pos = torch.cat([pos, h.pos.unsqueeze(-2)], -2)
-            feat = torch.cat([feat, h.feat.unsqueeze(-2)], -2)
-        return pos, feat
+            cand = SlotState(*(None if a is None else torch.cat([a, b.unsqueeze(-2)], -2)
+                               for a, b in zip(cand, h)))
+        return cand
+
+    @staticmethod
+    def apply_updates(h: SlotState, dpos, dfeat, dvel=None) -> SlotState:
+        """Candidates (N, K, C, ·) from the modules' updates: (pos + dpos, feat + dfeat), or
+        with a velocity (pos + vel + dpos, vel + dvel, feat + dfeat): the modules are
+        deviations from inertial flight."""
+        if h.vel is None:
+            return SlotState(h.pos.unsqueeze(-2) + dpos, h.feat.unsqueeze(-2) + dfeat)
+        vel = h.vel.unsqueeze(-2)
+        return SlotState(h.pos.unsqueeze(-2) + (vel + dpos), h.feat.unsqueeze(-2) + dfeat,
+                         vel + dvel)
 
     @staticmethod
     def mix(r: torch.Tensor, cand_pos: torch.Tensor, cand_feat: torch.Tensor):
@@ -226,21 +306,30 @@ class VIM(PyroModule):
         w = r.unsqueeze(-1)
         return (w * cand_pos).sum(-2), (w * cand_feat).sum(-2)
 
+    @staticmethod
+    def mix_states(weights: torch.Tensor, cand: SlotState) -> SlotState:
+        """:meth:`mix` of candidate states (every field of ``cand``) by ``weights`` (N, K, C)."""
+        w = weights.unsqueeze(-1)
+        return SlotState(*(None if x is None else (w * x).sum(-2) for x in cand))
+
     def latent_update_prior(self, mix_pos, mix_feat):
         """N(MLP(f(h, r))) of Sec. 3.1.  The position part is N(0, z_pos_scale): the update models
         what the modules leave unexplained.  With a learned scale the prior widened until z
         carried the motion and the modules went unused; with a learned mean the prior took over
         half of every move (the modules learned 1.6 px of the 3 px steps)."""
         out = self.update_prior(torch.cat([mix_pos, mix_feat], -1))
-        s = self.config.state_dim
-        loc = torch.cat([torch.zeros_like(out[..., :2]), out[..., 2:s]], -1)
-        scale = torch.cat([self.z_pos_scale.expand(out[..., s:s + 2].shape),
-                           F.softplus(out[..., s + 2:]) + 1e-4], -1)
+        s, k = self.config.latent_dim, self.motion_dim     # a velocity is treated as the position
+        loc = torch.cat([torch.zeros_like(out[..., :k]), out[..., k:s]], -1)
+        scale = torch.cat([self.z_pos_scale.expand(out[..., s:s + k].shape),
+                           F.softplus(out[..., s + k:]) + 1e-4], -1)
         return loc, scale
 
     def update(self, mix_pos, mix_feat, z) -> SlotState:
-        """g(h_{t-1}, z_t, r_t) of Eq. 2."""
-        return SlotState(mix_pos + z[..., :2], self.state_norm(mix_feat + z[..., 2:]))
+        """g(h_{t-1}, z_t, r_t) of Eq. 2 (``mix_feat``: the mix's :attr:`SlotState.rest`)."""
+        if self.motion_dim == 2:
+            return SlotState(mix_pos + z[..., :2], self.state_norm(mix_feat + z[..., 2:]))
+        return SlotState(mix_pos + z[..., :2], self.state_norm(mix_feat[..., 2:] + z[..., 4:]),
+                         mix_feat[..., :2] + z[..., 2:4])
 
     def observe(self, features, frame, h: SlotState, colour, iters: Optional[int] = None):
         """x̂^k_t of Eq. 4: the tracking policy's slot attention from h_{t-1} onto an encoded
@@ -317,16 +406,30 @@ class VIM(PyroModule):
         ``i``: the iteration of a VIM-k transition (sites ``r_{t}_{i}``, ``z_{t}_{i}``);
         ``stay``: add the unchanged state as an extra candidate M (inference only: a VIM-k
         planner may then stop once no module brings the slot closer to the observation).
+
+        With binary modules (:mod:`pyro_vim.interactions`) ``select`` scores every (module,
+        partner) pair's candidate, ``r_{t}`` is drawn over the M + B modules and the partner
+        ``p_{t}`` given ``r_{t}``; with a velocity, the candidates' features are (vel, feat).
         """
-        cand_pos, cand_feat = self.candidates(h, stay=stay)
-        logits = select(cand_pos, cand_feat)
+        cand = self.candidate_states(h, stay=stay)
+        logits = select(cand.pos, cand.rest)
+        pairs = self.interactions
+        r_logits = logits if pairs is None else pairs.module_logits(logits)
         r = pyro.sample(sites.r_site(t, i),
-                        SafeRelaxedOneHotCategorical(self.temperature, logits=logits))
-        mix_pos, mix_feat = self.mix(self.choices.weights(r, self.training), cand_pos, cand_feat)
-        z_loc, z_scale = update_dist(mix_pos, mix_feat)
+                        SafeRelaxedOneHotCategorical(self.temperature, logits=r_logits))
+        weights = self.choices.weights(r, self.training)
+        p_logits = p = None
+        if pairs is not None:                             # p_t | r_t: the module's partner
+            p_logits = pairs.partner_logits(logits, r)
+            p = pyro.sample(sites.p_site(t, i),
+                            SafeRelaxedOneHotCategorical(self.temperature, logits=p_logits))
+            weights = pairs.pair_weights(weights, self.choices.weights(p, self.training))
+        mix = self.mix_states(weights, cand)
+        z_loc, z_scale = update_dist(mix.pos, mix.rest)
         with poutine.scale(scale=self.z_kl_weight):
             z = pyro.sample(sites.z_site(t, i), dist.Normal(z_loc, z_scale).to_event(1))
-        return Step(self.update(mix_pos, mix_feat, z), logits, r, mix_pos, mix_feat)
+        return Step(self.update(mix.pos, mix.rest, z), r_logits, r, mix.pos, mix.feat,
+                    p_logits, p, mix.vel)
 
     @property
     def hard_choices(self) -> bool:
@@ -343,7 +446,7 @@ class VIM(PyroModule):
         def select(cand_pos, cand_feat):
             if start_logits is not None:
                 return start_logits
-            return self.prior.logits(h.pos, h.feat, cand_pos, cand_feat)
+            return self.prior.logits(h.pos, h.rest, cand_pos, cand_feat)
         return self.transition_step(t, h, select, self.latent_update_prior, i)
 
     def guide_step(self, t: int, h: SlotState, obs, i: Optional[int] = None,
@@ -357,6 +460,9 @@ class VIM(PyroModule):
         ``stay`` (inference only): the unchanged state is candidate M, scored by the guide's
         ``stay_logits``."""
         guide = self.posterior
+        if stay and self.interactions is not None:
+            raise ValueError("stay (a VIM-k planner's choice) is not defined with binary "
+                             "modules (interaction.num_binary_modules); infer with stay=False")
 
         def select(cand_pos, cand_feat):
             if not stay:
@@ -402,7 +508,8 @@ class VIM(PyroModule):
             step = self.guide_step(t, h, obs, i, final=i is None or i == k, stay=stay)
             h = step.h
             records.append(StepRecord(step.logits, step.r, obs.pos, step.mix_pos,
-                                      self.state_norm(step.mix_feat)))
+                                      self.state_norm(step.mix_feat), step.partner_logits,
+                                      step.partner, step.mix_vel))
         return h, records
 
     @contextlib.contextmanager
@@ -423,14 +530,18 @@ class VIM(PyroModule):
     def discovery(self, frames: torch.Tensor, features: Optional[torch.Tensor] = None):
         """Sample ``z_0`` from p(z_0 | c), c = frames[:, 0]: slot attention on the context frame
         (the same distribution in the model and the guide: the guide's q(z_0 | c) is the
-        discovery model).  ``features``: the context frame's encoding, when the caller has it
-        (the guide encodes every frame at once).  Returns h_0 and the slots' mean colours.
+        discovery model).  ``features``: the frames' encodings (N, T, HW, C), when the caller
+        has them (the guide encodes every frame at once).  With ``interaction.velocity``, c is
+        the first two frames (:meth:`discover`).  Returns h_0 and the slots' mean colours.
         Called inside the ``videos`` x ``slots`` plates."""
-        if features is None:
-            features = self.encoder(frames[:, 0])
-        loc, scale, colour = self.discover(features, frames[:, 0])
+        first = self.encoder(frames[:, 0]) if features is None else features[:, 0]
+        second = None
+        if self.config.velocity and frames.shape[1] > 1:
+            second = (self.encoder(frames[:, 1]) if features is None else features[:, 1],
+                      frames[:, 1])
+        loc, scale, colour = self.discover(first, frames[:, 0], second)
         z0 = pyro.sample(sites.Z0, dist.Normal(loc, scale).to_event(1))
-        return SlotState(z0[..., :2], z0[..., 2:]), colour
+        return self.state_of(z0), colour
 
     def model(self, frames: torch.Tensor, horizon: int = 0):
         """p(x, r, z | c) of Eq. 2; ``frames`` (N, T, 3, H, W) in [0, 1], c = frames[:, 0].
@@ -504,7 +615,7 @@ class VIM(PyroModule):
         features = self.encode(frames, encode_chunk)      # every frame in one call
         videos, slots = self.plates(n)
         with videos, slots:
-            h, colour = self.discovery(frames, features[:, 0])
+            h, colour = self.discovery(frames, features)
             states, records = [h], []
             for t in pyro.markov(range(1, t_len)):
                 obs = self.observe(features[:, t], frames[:, t], h, colour)   # x̂_t, Eq. 4
@@ -557,11 +668,20 @@ class VIM(PyroModule):
         iteration's module, before the update z (what the chosen modules compose, not what the
         observation corrects), and the whole states ``iteration_slots`` (N, T-1, k, K, 2 + D)
         (drawn with :meth:`render`).
+
+        With binary modules (``interaction.num_binary_modules`` B > 0) the selections index the
+        M + B modules (binary module b is M + b), and ``partners`` (N, T-1, K) holds the partner
+        slot of each slot's choice (-1: "none"), ``partner_probs`` (N, T-1, K, K) the partner
+        site's probabilities (the other slots in order, "none" last).  With a velocity
+        (``interaction.velocity``), ``velocities`` (N, T, K, 2) in pixels per frame.
         """
         frames = self.check_frames(frames)
         k = self.config.iterations if iterations is None else iterations
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"iterations must be a positive int, got {k!r}")
+        if k != 1 and self.config.interaction.enabled:
+            raise ValueError("the interaction features (velocity, binary modules) make one "
+                             f"module selection per transition; got iterations={k}")
         stay = k > 1 if stay is None else bool(stay)
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"chunk must be a positive int, got {chunk!r}")
@@ -575,7 +695,7 @@ class VIM(PyroModule):
             mixture = SpatialGaussianMixture(rgb, logits, self.config.sigma_x)
             masks.append(mixture.masks)
             recon.append(mixture.mean)
-        m = self.config.num_modules
+        m = self.config.num_choices
         probs = torch.stack([its[0].selection_logits[..., :m].softmax(-1) for its in records], 1)
         choices = torch.stack([torch.stack([r.selection.argmax(-1) for r in its], 1)
                                for its in records], 1)                     # (N, T-1, k, K)
@@ -583,6 +703,15 @@ class VIM(PyroModule):
                                   for its in records], 1)                  # (N, T-1, k, K, 2)
         module_feat = torch.stack([torch.stack([r.module_feat for r in its], 1)
                                    for its in records], 1)                 # (N, T-1, k, K, D)
+        extra = {}
+        if self.interactions is not None:
+            partner = torch.stack([its[0].partner.argmax(-1) for its in records], 1)
+            extra["partners"] = self.interactions.partner_slots(partner)
+            extra["partner_probs"] = torch.stack([its[0].partner_logits.softmax(-1)
+                                                  for its in records], 1)
+        if states[0].vel is not None:
+            extra["velocities"] = torch.stack([h.vel for h in states], 1) * (
+                (self.config.image_size - 1) / 2.0)
         return {
             "slots": torch.cat([pos, feat], -1),
             "positions": self.to_pixels(pos),
@@ -592,6 +721,7 @@ class VIM(PyroModule):
             "iteration_positions": self.to_pixels(module_pos),
             "iteration_slots": torch.cat([module_pos, module_feat], -1),
             **({"masks": torch.cat(masks, 1), "recon": torch.cat(recon, 1)} if decode else {}),
+            **extra,
         }
 
     # ------------------------------------------------------------------ persistence
@@ -628,7 +758,8 @@ class VIM(PyroModule):
 
     def __repr__(self):
         c = self.config
-        return f"VIM(K={c.num_slots}, M={c.num_modules}, image_size={c.image_size})"
+        binary = f", B={c.num_binary_modules}" if c.num_binary_modules else ""
+        return f"VIM(K={c.num_slots}, M={c.num_modules}{binary}, image_size={c.image_size})"
 
 
 def _check_horizon(horizon) -> int:

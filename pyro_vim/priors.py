@@ -10,6 +10,11 @@ to ``VIM(config, prior=...)`` to swap it (the ablations of the design card).
 * :class:`UniformPrior` (``prior="uniform"``) — no learned preference: every module equally likely.
 A one-module monolithic transition is ``VIMConfig(num_modules=1)`` with either prior.  Each prior
 is registered under its config name (:mod:`pyro_vim.registry`) and built by ``from_config``.
+
+With ``interaction.velocity`` the ``feat`` a prior receives (the slot's and the candidates') is
+(vel, feat); with binary modules the candidates are the M unary modules' and then every
+(binary module, partner) pair's, one logit each (:mod:`pyro_vim.interactions` turns them into the
+module and partner sites).
 """
 import torch
 from pyro.nn import PyroModule
@@ -28,7 +33,7 @@ class KeyQueryPrior(PyroModule):
 
     @classmethod
     def from_config(cls, config) -> "KeyQueryPrior":
-        return cls(config.state_dim, config.update_hidden, config.keyquery_dim,
+        return cls(config.latent_dim, config.update_hidden, config.keyquery_dim,
                    config.prior_octaves_resolved)
 
     def logits(self, pos, feat, cand_pos, cand_feat) -> torch.Tensor:

@@ -28,21 +28,26 @@ def identification(vim, batch: VideoBatch, chunk: int = 64) -> Dict:
         raise TypeError(f"identification expects a VideoBatch, got {type(batch).__name__}")
     inf = _infer_all(vim, batch.frames, chunk)
     report = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
-                                           inf["selections"], vim.config.num_modules,
+                                           inf["selections"], vim.config.num_choices,
                                            visible=batch.visible)
     report["module_translation_px"] = _matched_translations(
-        vim, inf["slots"], np.asarray(report["matching"]))
+        vim, inf["slots"], np.asarray(report["matching"]), inf.get("velocities"))
     return report
 
 
-def _matched_translations(vim, slots: np.ndarray, matching: np.ndarray) -> list:
+def _matched_translations(vim, slots: np.ndarray, matching: np.ndarray,
+                          velocities=None) -> list:
     """Each module's mean translation (M x 2, pixels) of the slots (N, T, K, S) matched to
-    objects (``matching`` (N, O))."""
+    objects (``matching`` (N, O)); ``velocities`` (N, T, K, 2) with a velocity."""
     from ..infer import module_translations
-    n, t, _, s = slots.shape
-    index = np.broadcast_to(matching[:, None, :, None], (n, t, matching.shape[1], s))
-    matched = torch.from_numpy(np.ascontiguousarray(np.take_along_axis(slots, index, 2)))
-    return module_translations(vim, matched).cpu().tolist()
+
+    def matched(x):
+        n, t, _, s = x.shape
+        index = np.broadcast_to(matching[:, None, :, None], (n, t, matching.shape[1], s))
+        return torch.from_numpy(np.ascontiguousarray(np.take_along_axis(x, index, 2)))
+
+    vel = None if velocities is None else matched(velocities)
+    return module_translations(vim, matched(slots), vel).cpu().tolist()
 
 
 @torch.no_grad()
@@ -51,8 +56,9 @@ def _infer_all(vim, frames: np.ndarray, chunk: int) -> Dict[str, np.ndarray]:
     parts: Dict[str, list] = {}
     for i in range(0, len(frames), chunk):
         out = vim.infer(torch.from_numpy(frames[i:i + chunk]).to(device))
-        for key in ("slots", "positions", "selections", "masks", "recon"):
-            parts.setdefault(key, []).append(out[key].cpu().numpy())
+        for key in ("slots", "positions", "selections", "masks", "recon", "velocities"):
+            if key in out:
+                parts.setdefault(key, []).append(out[key].cpu().numpy())
     return {key: np.concatenate(v) for key, v in parts.items()}
 
 
@@ -98,7 +104,7 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
     }
     if batch.moves.shape[-1] == 1:
         ident = metrics.identification_report(batch.moves, batch.positions, inf["masks"],
-                                              inf["selections"], c.num_modules,
+                                              inf["selections"], c.num_choices,
                                               visible=batch.visible)
         report.update(
             rule_module_accuracy=ident["rule_module_accuracy"],
@@ -113,14 +119,14 @@ def evaluate_batch(vim, batch: VideoBatch, chunk: int = 64):
         report.update(
             rule_module_accuracy=None, track_rule_module_accuracy=None, confusion=None,
             assignment=None, nmi=None,
-            module_usage=metrics.module_usage(matched_sel, c.num_modules).tolist(),
+            module_usage=metrics.module_usage(matched_sel, c.num_choices).tolist(),
             note=(f"the data make up to {batch.moves.shape[-1]} moves per object between two "
                   "frames, so a selected module cannot be scored against a single rule: "
                   "rule_module_accuracy, confusion, assignment and nmi are not defined here; "
                   "module_usage counts the modules selected by the slots matched to objects"),
         )
     report.update(
-        module_usage_all_slots=metrics.module_usage(inf["selections"], c.num_modules).tolist(),
+        module_usage_all_slots=metrics.module_usage(inf["selections"], c.num_choices).tolist(),
         recon_mse={
             "per_frame": se.mean(0).tolist(),
             "mean": float(se.mean()),

@@ -100,7 +100,7 @@ def reconstruction_metrics(vim, frames: np.ndarray, chunk: int = 32) -> Dict[str
         errors.append(((out["recon"] - part) ** 2).sum((-3, -2, -1)).cpu())
         if "selections" in out:
             counts = torch.bincount(out["selections"].reshape(-1).cpu(),
-                                    minlength=vim.config.num_modules).double()
+                                    minlength=vim.config.num_choices).double()
             usage = counts if usage is None else usage + counts
     per_frame = torch.cat(errors)
     pixels = frames.shape[-1] * frames.shape[-2] * frames.shape[-3]

@@ -1,11 +1,13 @@
 """The M independently parametrised transition modules and the key-query scorer (Sec. 3.1, A.1).
 
-A slot state is h = (pos, feat).  Module m maps h to an additive update
-f_m(h) = (dpos_m, dfeat_m) (Table 4 sizes), so candidate m is s_m = (pos + dpos_m, feat + dfeat_m).
-The M MLPs are stored as stacked weights and evaluated in one batched call.  Modules start near
-the identity: the last layer's weights are small and each module's position bias is a translation
-of ``init_scale`` (normalised units) in an independent uniformly random direction, so that the
-modules start distinct but uninformed (no grouping of the moves is built in).
+A slot state is h = (pos, feat) (with ``interaction.velocity``: (pos, vel, feat), see
+:class:`TransitionModules`; binary modules of pairs of slots are in :mod:`.interaction`).
+Module m maps h to an additive update f_m(h) = (dpos_m, dfeat_m) (Table 4 sizes), so candidate m
+is s_m = (pos + dpos_m, feat + dfeat_m).  The M MLPs are stored as stacked weights and evaluated
+in one batched call.  Modules start near the identity: the last layer's weights are small and
+each module's position bias is a translation of ``init_scale`` (normalised units) in an
+independent uniformly random direction, so that the modules start distinct but uninformed (no
+grouping of the moves is built in).
 """
 import math
 
@@ -38,27 +40,44 @@ class StackedLinear(nn.Module):
 
 
 class TransitionModules(nn.Module):
+    """M unary modules.  ``velocity=True`` (``interaction.velocity``, beyond the paper): the
+    state is h = (pos, vel, feat) and module m outputs (dpos_m, dvel_m, dfeat_m); the candidate
+    is then (pos + vel + dpos_m, vel + dvel_m, feat + dfeat_m), a deviation from inertial flight
+    (:meth:`pyro_vim.model.VIM.candidate_states`), and the random starting direction is both a
+    position and a velocity kick."""
+
     def __init__(self, num_modules: int, slot_dim: int, hidden: int = 64,
-                 init_scale: float = 0.1):
+                 init_scale: float = 0.1, velocity: bool = False):
         super().__init__()
         self.num_modules, self.slot_dim = num_modules, slot_dim
-        in_dim = 2 + slot_dim
+        self.velocity = bool(velocity)
+        motion = 4 if velocity else 2
+        in_dim = motion + slot_dim
         self.norm = nn.LayerNorm(slot_dim)
         self.l1 = StackedLinear(num_modules, in_dim, hidden)
         self.l2 = StackedLinear(num_modules, hidden, hidden)
-        self.l3 = StackedLinear(num_modules, hidden, 2 + slot_dim, weight_scale=0.01)
+        self.l3 = StackedLinear(num_modules, hidden, motion + slot_dim, weight_scale=0.01)
         with torch.no_grad():
             angles = torch.rand(num_modules) * (2 * math.pi)   # i.i.d.: no built-in grouping
             directions = torch.stack([torch.cos(angles), torch.sin(angles)], -1)
             self.l3.bias[:, :2] = init_scale * directions
             self.l3.bias[:, 2:] = 0.0
+            if velocity:
+                self.l3.bias[:, 2:4] = init_scale * directions
 
-    def forward(self, pos: torch.Tensor, feat: torch.Tensor):
-        """pos (..., 2), feat (..., D) -> updates dpos (..., M, 2), dfeat (..., M, D)."""
-        x = torch.cat([pos, self.norm(feat)], -1)
+    def forward(self, pos: torch.Tensor, feat: torch.Tensor, vel: torch.Tensor = None):
+        """pos (..., 2), feat (..., D) -> updates dpos (..., M, 2), dfeat (..., M, D); with
+        ``velocity``, ``vel`` (..., 2) is required and dvel (..., M, 2) is returned third."""
+        if self.velocity != (vel is not None):
+            raise ValueError(f"these modules were built with velocity={self.velocity}: "
+                             f"pass vel= {'(..., 2)' if self.velocity else 'None'}")
+        parts = [pos, self.norm(feat)] if vel is None else [pos, vel, self.norm(feat)]
+        x = torch.cat(parts, -1)
         x = x.unsqueeze(-2).expand(*x.shape[:-1], self.num_modules, x.shape[-1])
         x = self.l3(torch.relu(self.l2(torch.relu(self.l1(x)))))
-        return x[..., :2], x[..., 2:]
+        if vel is None:
+            return x[..., :2], x[..., 2:]
+        return x[..., :2], x[..., 4:], x[..., 2:4]
 
 
 class PositionFeatures(nn.Module):

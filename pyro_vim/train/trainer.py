@@ -87,7 +87,7 @@ class NonFiniteError(FloatingPointError):
 
 
 #: The ELBO terms of a log record checked for finiteness (with ``grad_norm``).
-TERMS = ("loss", "recon", "kl_z", "kl_r", "kl_z0", "other")
+TERMS = ("loss", "recon", "kl_z", "kl_r", "kl_p", "kl_z0", "other")
 
 
 class Trainer:
