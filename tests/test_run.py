@@ -28,9 +28,12 @@ def read(path):
 
 
 #: the experiments of VIM itself (baselines have their own metrics and smoke tests:
-#: tests/test_baselines_gswm.py, tests/test_baselines_rim.py for table1)
+#: tests/test_baselines_gswm.py, tests/test_baselines_rim.py for table1; the bouncing balls'
+#: interactions experiment, whose events are no Random Walk rules, in
+#: tests/test_interaction_metrics.py)
 VIM_EXPERIMENTS = sorted(name for name, e in EXPERIMENTS.items()
-                         if e.settings.get("model", "vim") == "vim" and name != "table1")
+                         if e.settings.get("model", "vim") == "vim"
+                         and name not in ("table1", "interactions"))
 
 
 @pytest.mark.parametrize("name", VIM_EXPERIMENTS)

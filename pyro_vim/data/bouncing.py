@@ -228,7 +228,8 @@ class BouncingBalls(_Walk):
         return np.clip(pos, lo, hi)
 
     # -- physics -------------------------------------------------------------------------
-    def simulate(self, positions: Any, velocities: Any, num_frames: int) -> Dict[str, np.ndarray]:
+    def simulate(self, positions: Any, velocities: Any, num_frames: int,
+                 collisions: bool = True) -> Dict[str, np.ndarray]:
         """Integrate balls from given centres and velocities (float64, no rendering).
 
         Args:
@@ -236,6 +237,9 @@ class BouncingBalls(_Walk):
                 :attr:`bounds`, no two closer than :attr:`diameter`.
             velocities: the same shape, pixels per frame.
             num_frames: frames ``T >= 1`` to return (frame 0 included).
+            collisions: ``False``: walls only, the balls fly through each other (the
+                "walls-only physics" baseline of :mod:`pyro_vim.evaluate.interactions`; the
+                start positions may then overlap and ``"collisions"`` is all False).
 
         Returns:
             ``{"positions": (N, T, O, 2), "velocities": (N, T, O, 2), "wall_bounces":
@@ -255,7 +259,7 @@ class BouncingBalls(_Walk):
         if pos.size and (pos.min() < lo - _TOL or pos.max() > hi + _TOL):
             raise ValueError(f"positions must keep every ball inside the frame: x and y in "
                              f"[{lo:g}, {hi:g}] for radius {self.radius}")
-        if pos.shape[1] > 1:
+        if collisions and pos.shape[1] > 1:
             diff = pos[:, :, None] - pos[:, None]
             dist = np.sqrt((diff ** 2).sum(-1)) + np.diag(np.full(pos.shape[1], np.inf))
             if dist.min() < self.diameter - _TOL:
@@ -267,9 +271,10 @@ class BouncingBalls(_Walk):
                              f"substeps={self.substeps} (at most "
                              f"{self.substeps * self.diameter / 4:g})")
         t_len = _check_int("num_frames", num_frames)
-        return self._simulate(np.clip(pos, lo, hi), vel, t_len)
+        return self._simulate(np.clip(pos, lo, hi), vel, t_len, collisions=bool(collisions))
 
-    def _simulate(self, pos: np.ndarray, vel: np.ndarray, t_len: int) -> Dict[str, np.ndarray]:
+    def _simulate(self, pos: np.ndarray, vel: np.ndarray, t_len: int,
+                  collisions: bool = True) -> Dict[str, np.ndarray]:
         n, k, _ = pos.shape
         lo, hi = self.bounds
         out_pos = np.empty((n, t_len, k, 2))
@@ -282,7 +287,7 @@ class BouncingBalls(_Walk):
                 pos = pos + vel / self.substeps
                 pos, vel = self._walls(pos, vel, walls[:, t - 1])
                 # Two passes: a collision may push a ball into a third one (rare).
-                for _ in range(_COLLISION_PASSES):
+                for _ in range(_COLLISION_PASSES if collisions else 0):
                     self._collide(pos, vel, hits[:, t - 1])
                 # A collision may carry a ball across a wall within the sub-step.
                 pos, vel = self._walls(pos, vel, walls[:, t - 1])

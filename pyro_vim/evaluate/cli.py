@@ -32,6 +32,7 @@ import torch
 
 from ..data import MOVES, VideoBatch
 from ..files import json_ready, write_json
+from .interactions import HORIZONS, interaction_metrics, is_bouncing
 from .modules import fidelity_metrics
 from .prediction import evaluate_predictions
 from .scoring import evaluate_batch
@@ -177,16 +178,19 @@ def _render_figures(folder: str, vim, batch: VideoBatch, report: Dict, inferred:
                        path=os.path.join(folder, "confusion.png"),
                        title=_accuracy_title(report))
     # one slot matched to a ball (object 0 of video 0), every module applied from frame 0
-    slot = int(inferred["matching"][0, 0])
-    device = next(vim.parameters()).device
-    rollout = module_rollouts(vim, torch.from_numpy(batch.frames[0, 0]).to(device), slot,
-                              args.rollout_steps)
-    rule_of = {m: r for r, m in (report["assignment"] or {}).items()}
-    labels = [f"module {m}" + (f" ({rule_of[m]})" if m in rule_of else "")
-              for m in range(vim.config.num_modules)]
-    viz.plot_module_rollouts(rollout["renders"].cpu().numpy(), rollout["positions"].cpu().numpy(),
-                             labels=labels, path=os.path.join(folder, "module_rollouts.png"),
-                             title=f"slot {slot} (matched to object 0 of video 0)")
+    # (not with a velocity in the state: module_rollouts starts from one frame)
+    if not getattr(vim.config, "velocity", False):
+        slot = int(inferred["matching"][0, 0])
+        device = next(vim.parameters()).device
+        rollout = module_rollouts(vim, torch.from_numpy(batch.frames[0, 0]).to(device), slot,
+                                  args.rollout_steps)
+        rule_of = {m: r for r, m in (report["assignment"] or {}).items()}
+        labels = [f"module {m}" + (f" ({rule_of[m]})" if m in rule_of else "")
+                  for m in range(vim.config.num_modules)]
+        viz.plot_module_rollouts(rollout["renders"].cpu().numpy(),
+                                 rollout["positions"].cpu().numpy(), labels=labels,
+                                 path=os.path.join(folder, "module_rollouts.png"),
+                                 title=f"slot {slot} (matched to object 0 of video 0)")
     viz.plot_reconstruction(batch.frames[0], inferred["recon"][0], inferred["masks"][0],
                             max_frames=min(batch.seq_len, 10),
                             path=os.path.join(folder, "reconstruction.png"))
@@ -286,7 +290,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ``module_translation_px`` (M x 2, each module's mean (x, y) translation of the matched
     slots, in pixels); on atomic data the fidelity metrics of :func:`fidelity_metrics`
     (``module_step_error``, ``rollout_error``, ``prior_calibration`` and their headlines); with
-    ``--predict`` ``prediction`` (see :func:`evaluate_predictions`).
+    ``--predict`` ``prediction`` (see :func:`evaluate_predictions`); on bouncing balls
+    ``interactions`` (:func:`pyro_vim.evaluate.interactions.interaction_metrics`: rollouts
+    after 2 context frames at the horizons 1, 5, 10, 20 that ``--seq-len`` allows, with
+    ``--num-samples`` samples; collision attribution; free vs wall; baselines).
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -306,6 +313,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.predict:
             report["prediction"], predictions = evaluate_predictions(
                 vim, batch, args.context, args.horizon, args.num_samples)
+        if is_bouncing(batch) and batch.seq_len >= 3 and hasattr(vim, "transition"):
+            # bouncing balls: rollouts after 2 context frames (the horizons of HORIZONS that
+            # --seq-len allows: 22 frames give all four), attribution, free vs wall, baselines
+            report["interactions"] = json_ready(interaction_metrics(
+                vim, batch, 2, HORIZONS, args.num_samples))
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -45,7 +45,11 @@ def fidelity_metrics(vim, batch: VideoBatch, report: Dict[str, Any], rollout: bo
     (:func:`pyro_vim.fidelity.rollout_errors`, ``horizon`` steps) and ``rollout_error_mean``; with
     ``calibration``, ``prior_calibration`` (:func:`pyro_vim.fidelity.prior_calibration` on the
     first ``calibration_sequences`` videos) and its ``prior_max_deviation`` and
-    ``prior_impossible_at_walls``.  Rollouts and calibration need a VIM."""
+    ``prior_impossible_at_walls``.  Rollouts and calibration need a VIM.  Bouncing balls (whose
+    "rules" are events: free flight, wall bounce, collision; no atomic move) have none of
+    these: ``{}`` (their metrics are :mod:`pyro_vim.evaluate.interactions`')."""
+    if "collisions" in (getattr(batch, "extra", None) or {}):
+        return {}
     assignment = report["assignment"]
     assignment = {(MOVES.index(r) if isinstance(r, str) else int(r)): int(m)
                   for r, m in assignment.items()}

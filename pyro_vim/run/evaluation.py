@@ -48,6 +48,43 @@ TABLE1_TEST = {"seq_len": 5, "prior_samples": 8}
 MED_TEST = {"sequences": 32, "seq_len": 6, "iterations": 8}
 
 
+#: The "interactions" evaluation (docs/interactions.md): held-out bouncing videos (sequences,
+#: frames: 2 context + 20 predicted), context frames, prior samples, horizons, and the balls of
+#: the second held-out batch (train on 3, test on 5 without retraining; left out when the model
+#: has fewer slots).
+INTERACTIONS_TEST = {"sequences": 64, "seq_len": 22, "context": 2, "samples": 8,
+                     "horizons": (1, 5, 10, 20), "transfer_objects": 5}
+
+
+def interactions_evaluation(model, config: VIMConfig, seed: int,
+                            spec: Dict[str, Any] = None) -> Dict[str, Any]:
+    """The "interactions" block: :func:`pyro_vim.evaluate.interactions.interaction_metrics`
+    on ``spec["sequences"]`` held-out videos of ``config``'s data (and of the same data with
+    ``spec["transfer_objects"]`` balls, when the model has the slots)."""
+    from ..evaluate.interactions import interaction_metrics
+    spec = dict(INTERACTIONS_TEST, **(spec or {}))
+    if config.data.name != "bouncing":
+        raise ValueError(f"the 'interactions' evaluation needs data.name=bouncing, got "
+                         f"{config.data.name!r}")
+    batch = config.make_generator().generate(spec["sequences"], spec["seq_len"], seed)
+    transfer, note = None, None
+    more = spec.get("transfer_objects")
+    if more and more != config.data.num_objects:
+        if more > config.num_slots:
+            note = f"no {more}-ball test: the model has {config.num_slots} slots"
+        else:
+            try:
+                transfer = config.replace(data={"num_objects": more}).make_generator().generate(
+                    spec["sequences"], spec["seq_len"], seed)
+            except ValueError as e:           # e.g. more balls than fit the frame
+                note = f"no {more}-ball test: {e}"
+    out = interaction_metrics(model, batch, spec["context"], spec["horizons"],
+                              spec["samples"], transfer=transfer)
+    if note:
+        out["transfer_note"] = note
+    return out
+
+
 def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
               ) -> Dict[str, Any]:
     """Held-out metrics (on ``config``'s data changed by ``eval_data``) and the experiment's
@@ -97,6 +134,25 @@ def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
             if "mse_prior_one_step" in out["table1"]:      # VIM: (c), one step from the prior
                 out["table1_prior_mse"] = out["table1"]["mse_prior_one_step"]
                 out["table1_prior_mean_mse"] = out["table1"]["vim_prior_mean"]["per_frame"]
+        if "interactions" in evaluations:
+            block = interactions_evaluation(model, test, seed)
+            out["interactions"] = block
+            # headlines (the report's Markdown columns; the whole block is in report.json):
+            # rollout error (best of 8) at 10 steps overall and at collisions, at 20 steps,
+            # the baselines' at 10 steps, attribution, free vs wall, 5 balls / 3 balls at 10
+            out["interactions_rollout_best_10"] = block["rollout"]["all"]["best"].get("10")
+            out["interactions_rollout_best_10_collision"] = (
+                block["rollout"]["collision"]["best"].get("10"))
+            out["interactions_rollout_best_20"] = block["rollout"]["all"]["best"].get("20")
+            for name in ("walls_only", "constant_velocity"):
+                out[f"interactions_{name}_10"] = (
+                    block["baselines"][name]["all"]["mean"].get("10"))
+            out["interactions_attribution_precision"] = block["attribution"]["precision"]
+            out["interactions_attribution_recall"] = block["attribution"]["recall"]
+            out["interactions_unary_accuracy"] = block["unary"]["accuracy"]
+            if "transfer" in block:
+                out["interactions_transfer_ratio_10"] = block["transfer"]["rollout_ratio"].get(
+                    "10")
         return out
     finally:
         model.train(was_training)
