@@ -190,7 +190,6 @@ def test_model_metrics_on_a_tiny_untrained_vim():
     assert out["rollout"]["horizons"] == [1, 5] and out["rollout"]["samples"] == 2
     r = out["rollout"]["all"]
     assert all(np.isfinite(r[k][h]) for k in ("mean", "best") for h in ("1", "5"))
-    assert r["best"]["5"] <= r["mean"]["5"] + 1e-6 or True   # best of samples vs the mean
     assert set(out["attribution"]) >= {"precision", "recall", "chance_precision"}
     assert len(out["unary"]["confusion"]) == 2 and len(out["unary"]["confusion"][0]) == 3
     assert out["transfer"]["num_objects"] == 5 and set(out["transfer"]["rollout_ratio"]) == {
@@ -209,6 +208,7 @@ def test_experiment_builds_its_configs():
         assert (c.data.name, c.data.num_objects, c.num_slots) == ("bouncing", 3, 6)
         assert c.velocity and c.num_binary_modules == b and c.time_budget_s == 1800
         assert c.seed == 2
+        assert c.replace(data={"num_objects": 5}).make_generator().num_objects == 5   # fits
     assert e.ground_truth_needed()
 
 
