@@ -56,7 +56,7 @@ def test_observe_runs_the_policys_slot_attention():
     frames = torch.as_tensor(vim.config.make_generator().generate(1, 2, seed=0).frames).float()
     features = vim.encode(frames)
     with torch.no_grad():
-        h, colour = vim.discovery(frames, features[:, 0])
+        h, colour = vim.discovery(frames, features)
         obs = vim.observe(features[:, 1], frames[:, 1], h, colour)
         direct = vim.slot_attention(features[:, 1], vim.pixels(frames[:, 1]), vim.grid,
                                     pos=h.pos, feat=h.feat, colour=colour, iters=1, hold=False)
