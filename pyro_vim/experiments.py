@@ -252,6 +252,14 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
         "between two frames).",
         settings=dict(GSWM_SETTINGS), evaluations=("med",)),
     Experiment(
+        "glyphs", "beyond the paper (perception without colour)",
+        "Same-coloured glyphs: three 8x8 white stroke glyphs on black, 2 px moves, starting "
+        "anywhere (apart, touching or overlapping), so that perception cannot separate the "
+        "objects by their colour: rule-module accuracy, module step error, the slots' distance "
+        "to their objects' centres and rollouts, with the before-learning baseline.",
+        settings={"data.name": "glyphs", "data.step": 2, "data.min_separation": None,
+                  "data.max_separation": None}),
+    Experiment(
         "interactions", "beyond the paper (n-ary modules)",
         "Bouncing balls (3 balls, 32x32, K=6 slots, velocity in the slot state, M=3 unary "
         "modules, 30 training minutes a run): binary = B=1 binary module with a partner site, "
