@@ -2,6 +2,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 
 from .helpers import load_script
@@ -353,3 +354,33 @@ def test_bouncing_stats_smoke(capsys):
     assert curve[1] <= curve[2] <= curve[3]
     assert sum(results[0]["label_shares"].values()) == pytest.approx(1.0)
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
+
+
+def test_stroke_recording_draws_same_coloured_digits_with_their_ground_truth():
+    bench = load("stroke_recording")
+    batch = bench.record(4, 5, seed=3)
+    frames = batch.frames                                  # (N, T, 3, H, W)
+    foreground = (frames != bench.BACKGROUND[None, None, :, None, None]).any(2)
+    colours = frames.transpose(0, 1, 3, 4, 2)[foreground]
+    assert np.allclose(colours, bench.FOREGROUND)          # every object pixel has one colour
+    # each object's visible pixels are foreground, and its position is its pixels' centroid
+    assert not (batch.masks & ~foreground[:, :, None]).any()
+    steps = np.diff(batch.positions, axis=1)
+    assert np.allclose(np.abs(steps).sum(-1), 2.0)         # 2 px along one axis per frame
+    dx = bench.MOVES[batch.moves[..., 0]] * 2
+    assert np.allclose(steps, dx)                          # the moves are the true rules
+
+
+def test_stroke_recording_smoke(tmp_path):
+    """Write the recording, pre-train, train through --data, score before and after."""
+    result = load("stroke_recording").main([
+        "--out", str(tmp_path / "s"), "--videos", "16", "--frames", "6", "--eval-videos", "4",
+        "--threads", "1", "--steps", "6", "--pretrain-steps", "3",
+        "--set", "slot_dim=8", "encoder_channels=8", "decoder_channels=8", "module_hidden=16",
+        "update_hidden=16", "keyquery_dim=8", "batch_size=4", "eval_sequences=4",
+        "eval_every=3", "seq_len_start=3", "seq_len_max=4"])
+    assert result["derived"][0].startswith("data: ")
+    for name in ("before_learning", "trained"):
+        assert 0.0 <= result[name]["rule_module_accuracy"] <= 1.0
+        assert result[name]["slot_distance_px"] >= 0.0
+    assert not (tmp_path / "s" / "shards" / "dataset.json").exists()
