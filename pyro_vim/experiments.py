@@ -24,11 +24,12 @@ them; :mod:`pyro_vim.report` aggregates them.
   Carlo estimate on relaxed samples, the prior's octave position features (default) vs raw
   positions, the occlusion tracking policy (default) vs the paper's, the duplicate-merge step
   (default) vs none, and all parts at the paper's choice (``PAPER_PARTS``).
-* ``gswm`` (Sec. 5.2, Fig. 4): the compact G-SWM baseline (:mod:`pyro_vim.baselines.gswm`)
-  trained on atomic Random Walk at the cpu preset's sizes, seeds 0-2; its held-out metrics are
-  its own (reconstruction, MED, mask tracking error) and the "med" evaluation scores G-SWM's MED
-  on Compositional Random Walk (1-5 moves per frame) with one propagation step between frames
-  and with 8 (multi-step G-SWM).
+* ``gswm`` (Sec. 5.2, Fig. 4): the compact G-SWM baseline (:mod:`pyro_vim.baselines.gswm`,
+  the paper's discovery, presence, rejection and interaction on by default; its settings in
+  ``config.extra``) trained on atomic Random Walk at the cpu preset's sizes, seeds 0-2; its
+  held-out metrics are its own (reconstruction, MED, mask tracking error) and the "med"
+  evaluation scores G-SWM's MED on Compositional Random Walk (1-5 moves per frame) with one
+  propagation step between frames and with 8 (multi-step G-SWM).
 * ``interactions`` (beyond the paper, docs/interactions.md): bouncing balls (3 balls), a
   velocity in the slot state, with B = 1 binary module (``binary``) or none (``unary``, the
   same code and budget), K = 6 slots so that the same models are also tested on 5 balls; 30
@@ -66,7 +67,9 @@ TABLE1_BUDGET = {"time_budget_s": 900.0, "steps": 1_000_000}
 #: steps took 20.8-21.7 minutes of training on one core of the development machine, two runs
 #: side by side, in the 5-seed ``random_walk`` sweep: 1300 s; steps are no limit); its KL
 #: weight is ``extra["kl_weight_start"]`` (default 1: no annealing; VIM's z_kl_weight_* are
-#: unused).
+#: unused).  The official ball configs train 160k steps at lr 1e-4 with gradient clipping at 1.0
+#: (zhixuan-lin/G-SWM, src/configs/balls_*.yaml); this budget gives a few thousand steps, hence
+#: lr 1e-3.
 GSWM_SETTINGS = {"model": "gswm", "pretrain_steps": 0, "steps": 1_000_000,
                  "time_budget_s": 1300.0, "warmup_steps": 50, "lr": 1e-3}
 
@@ -245,7 +248,9 @@ EXPERIMENTS: Dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "gswm", "Sec. 5.2, Fig. 4 (G-SWM baseline)",
         "Compact G-SWM (Lin et al. 2020: per-object presence/where/what latents, one "
-        "monolithic propagation with z_dyna and per-object LSTMs, depth compositing) trained "
+        "monolithic propagation with z_dyna, per-object LSTMs and a relational term over the "
+        "other objects, per-step presence, discovery on every frame with dropout and "
+        "rejection of duplicates, depth compositing over a constant background) trained "
         "on atomic Random Walk at the cpu preset's sizes (no slot-attention pre-training); "
         "held-out reconstruction, MED and mask tracking error, and MED on Compositional Random "
         "Walk (1-5 moves per frame) single-step and multi-step (8 propagation iterations "

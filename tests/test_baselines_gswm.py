@@ -13,13 +13,21 @@ import pyro_vim
 from pyro_vim import registry, report
 from pyro_vim import run as runner
 from pyro_vim.baselines import GSWM, med
-from pyro_vim.baselines.gswm import LogitRelaxedBernoulli
+from pyro_vim.baselines.gswm import (
+    BEFORE_FIELD,
+    DEFAULTS,
+    DiscoveryPlan,
+    LogitRelaxedBernoulli,
+    State,
+)
 from pyro_vim.baselines.med import model_med
+from pyro_vim.config import VIMConfig
 from pyro_vim.experiments import get_experiment
+from pyro_vim.handlers import UseMeans
 from pyro_vim.models import build_model, load_model
 from pyro_vim.train import Trainer
 
-from .helpers import tiny_config
+from .helpers import load_script, tiny_config
 
 K, D, S = 4, 8, 16          # tiny_config's objects, z_what size and image side
 
@@ -40,13 +48,26 @@ def sample_sites(trace):
             if site["type"] == "sample" and name not in ("videos", "objects")}
 
 
-def latent_names(t, k=1):
+def latent_names(t, k=1, paper=True):
+    """The latent sites in order: ``paper`` (today's defaults) with per-step presence and
+    discovery on every frame, else the model saved before those settings (BEFORE_FIELD)."""
     names = ["z_pres_0", "z_where_0", "z_what_0"]
     for step in range(1, t):
         for i in ([None] if k == 1 else range(1, k + 1)):
             suffix = f"{step}" if i is None else f"{step}_{i}"
             names += [f"z_dyna_{suffix}", f"z_where_{suffix}", f"z_what_{suffix}"]
+            if paper:
+                names.append(f"z_pres_{suffix}")
+        if paper:
+            names += [f"z_pres_disc_{step}", f"z_where_disc_{step}", f"z_what_disc_{step}"]
     return names
+
+
+def old_config(**overrides):
+    """A G-SWM config as saved before the paper's settings existed, restored."""
+    saved = gswm_config(**overrides).to_dict()
+    saved["extra"] = {"glimpse_size": 6, "z_dyna_dim": 4}
+    return VIMConfig.from_saved(saved)
 
 
 # ------------------------------------------------------------------------------ registration
@@ -61,15 +82,16 @@ def test_gswm_is_registered_when_pyro_vim_is_imported():
 
 
 # ------------------------------------------------------------------------------ programs
+@pytest.mark.parametrize("paper", [True, False])
 @pytest.mark.parametrize("k", [1, 2])
-def test_model_and_guide_traces(k):
-    model = build_model(gswm_config())
+def test_model_and_guide_traces(k, paper):
+    model = build_model(gswm_config() if paper else old_config())
     frames = frames_of(2, 3)
     mt = poutine.trace(model.model).get_trace(frames, iterations=k)
     gt = poutine.trace(model.guide).get_trace(frames, iterations=k)
     msites, gsites = sample_sites(mt), sample_sites(gt)
     latents = [n for n, s in msites.items() if not s["is_observed"]]
-    assert latents == latent_names(3, k)
+    assert latents == latent_names(3, k, paper)
     assert list(gsites) == latents                 # the guide covers exactly the latents
     assert msites["x"]["is_observed"] and "x" not in gsites
     x = msites["x"]["fn"]
@@ -79,7 +101,8 @@ def test_model_and_guide_traces(k):
     for name in latents:
         for trace in (mt, gt):
             fn, value = trace.nodes[name]["fn"], trace.nodes[name]["value"]
-            symbol = name.rsplit("_", 2 if k > 1 and not name.endswith("_0") else 1)[0]
+            symbol = name.replace("_disc", "").rsplit(
+                "_", 2 if k > 1 and not name.endswith("_0") and "_disc" not in name else 1)[0]
             assert fn.batch_shape == (2, K), name
             assert fn.event_shape == events[symbol], name
             assert value.shape == (2, K) + events[symbol], name
@@ -101,7 +124,7 @@ def test_multi_step_iterations_see_the_frame_only_at_the_last():
     gt = poutine.trace(model.guide).get_trace(frames, iterations=3)
     mt = poutine.trace(poutine.replay(model.model, trace=gt)).get_trace(frames, iterations=3)
     for t in (1, 2):
-        for symbol in ("z_dyna", "z_where", "z_what"):
+        for symbol in ("z_dyna", "z_where", "z_what", "z_pres"):
             for i in (1, 2, 3):
                 name = f"{symbol}_{t}_{i}"
                 value = gt.nodes[name]["value"]
@@ -146,6 +169,225 @@ def test_a_tiny_batch_is_overfit():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5])
+
+
+# ------------------------------------------------------------------------------ paper's parts
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "checkpoints",
+                       "gswm-468b563.pt")
+
+
+def tiny_extra(**settings):
+    return {"glimpse_size": 6, "z_dyna_dim": 4, **settings}
+
+
+def test_settings_are_written_out_and_checked():
+    extra = gswm_config().extra
+    assert set(DEFAULTS) <= set(extra)
+    assert extra["glimpse_size"] == 6 and extra["discovery_every_step"] is True
+    for key, bad in (("discovery_dropout", 1.0), ("background", "moving"), ("rejection", 1),
+                     ("rejection_threshold", 0.0), ("discovery_pres_prior", 1.0),
+                     ("interaction", "yes"), ("propagation_presence", None)):
+        with pytest.raises(ValueError, match=key):
+            gswm_config(extra=tiny_extra(**{key: bad}))
+
+
+def test_configs_saved_before_the_paper_settings_restore_the_old_model(tmp_path):
+    config = old_config()
+    assert all(config.extra[key] == value for key, value in BEFORE_FIELD.items())
+    model = build_model(config)
+    assert model.interaction is None and model.pres_update is None
+    assert model.pres_correction is None and model.discovery_context is None
+    assert model.lstm.input_size == 4 + D + 4                 # where, what, z_dyna
+    assert model.background.shape == (3,)
+    # a config saved today keeps its settings (not the old ones) when it is read back
+    new = build_model(gswm_config(extra=tiny_extra(interaction=False, discovery_dropout=0.25)))
+    path = str(tmp_path / "new.pt")
+    new.save(path)
+    again = load_model(path)
+    assert again.config.extra == new.config.extra and again.settings["propagation_presence"]
+    # the checkpoint of 468b563 (before these settings): the old model, its state dict strict
+    old = load_model(FIXTURE)
+    assert old.settings["discovery_every_step"] is False and old.interaction is None
+    assert {k for k in old.config.extra if k in BEFORE_FIELD} == set(BEFORE_FIELD)
+    out = old.infer(frames_of(1, 3, config=old.config))
+    assert torch.equal(out["presence"][:, 1:], out["presence"][:, :1].expand(1, 2, K))
+
+
+def _hand_set_discovery(model, residual_weight=4.0):
+    """Proposals at the brightest pixels, where = their centres, presence read from the
+    residual under the window (the rest of the discovery as initialised)."""
+    with torch.no_grad():
+        model.where_head[-1].weight.zero_()
+        model.where_head[-1].bias.zero_()
+        model.pres_head[-1].weight.zero_()
+        model.pres_head[-1].bias.zero_()
+        if model.discovery_context is not None:
+            model.discovery_context.weight.copy_(torch.tensor([[residual_weight, -4.0]]))
+            model.discovery_context.bias.fill_(-1.0)
+        else:
+            model.pres_head[-1].bias.fill_(2.0)
+    model.settings["discovery_radius"] = 0.05
+
+
+@pytest.mark.parametrize("every_step", [True, False])
+def test_an_object_that_jumps_far_after_frame_0_is_rediscovered(every_step):
+    """A single object at (3, 3) in frame 0 jumps to (13, 12) (13 px) in frames 1-2, out of
+    its proposal glimpse: with discovery on every frame a present slot sits on it from frame 1,
+    without it none does."""
+    model = build_model(gswm_config(extra=tiny_extra(discovery_every_step=every_step)))
+    _hand_set_discovery(model)
+    frames = torch.zeros(1, 3, 3, S, S)
+    frames[0, 0, :, 3, 3] = 1.0
+    frames[0, 1:, :, 12, 13] = 1.0
+    out = model.infer(frames)
+    first = (out["positions"][0, 0] - torch.tensor([3.0, 3.0])).norm(dim=-1)
+    assert (out["presence"][0, 0][first < 1.0] > 0.9).any()            # found on frame 0
+    for t in (1, 2):
+        dist_b = (out["positions"][0, t] - torch.tensor([13.0, 12.0])).norm(dim=-1)
+        found = ((dist_b < 1.0) & (out["presence"][0, t] > 0.9)).any()
+        assert bool(found) == every_step, t
+    if every_step:        # the object's slot on frame 1 keeps it on frame 2 (no relabelling)
+        dist_b = (out["positions"][0, 1:] - torch.tensor([13.0, 12.0])).norm(dim=-1)
+        assert (dist_b < 1.0).any(0).nonzero().flatten().tolist() == \
+            (dist_b[0] < 1.0).nonzero().flatten().tolist()
+
+
+def test_rejection_removes_a_duplicate_of_a_propagated_object():
+    model = build_model(gswm_config())
+    where = torch.zeros(1, K, 4)
+    where[0, :, 0] = torch.tensor([-0.6, -0.2, 0.2, 0.6])
+    h = torch.zeros(1, K, 16)
+    prop = State(where, torch.randn(1, K, D), h, h, torch.tensor([[0.9, 0.9, 0.3, 0.01]]))
+    disc_where = where.clone()
+    disc_where[0, :, :2] += 0.01                  # a near copy of every propagated object ...
+    disc_where[0, 3, :2] = torch.tensor([0.0, 0.7])   # ... but the last: a new object
+    assert model.rejected(disc_where, prop).tolist() == [[True, True, False, False]]
+    disc_what, on = torch.randn(1, K, D), torch.full((1, K), 40.0)
+    merged = model._merge_discoveries(prop, on, disc_where, disc_what)
+    # the duplicates of the present objects 0 and 1 were rejected: those slots are unchanged
+    assert torch.equal(merged.where[0, :2], where[0, :2]) and torch.equal(merged.pres[0, :2],
+                                                                          prop.pres[0, :2])
+    # discoveries 2 (the absent object's place) and 3 took the two least present slots
+    assert merged.pres[0, 2:].tolist() == [1.0, 1.0]
+    taken = {tuple(x) for x in merged.where[0, 2:, :2].tolist()}
+    assert taken == {tuple(disc_where[0, 2, :2].tolist()), tuple(disc_where[0, 3, :2].tolist())}
+    assert torch.equal(merged.h[0, 2:], torch.zeros(2, 16))          # fresh LSTM states
+    model.settings["rejection"] = False           # without rejection the duplicates come in
+    merged = model._merge_discoveries(prop, on, disc_where, disc_what)
+    assert merged.pres.tolist() == [[1.0] * K]
+
+
+def test_combine_keeps_surviving_objects_in_their_slots():
+    h = torch.zeros(1, K, 3)
+    prop = State(torch.zeros(1, K, 4), torch.zeros(1, K, 2), h, h,
+                 torch.tensor([[0.9, 0.01, 0.8, 0.7]]))
+    disc = State(torch.ones(1, K, 4) * torch.arange(1.0, K + 1)[:, None],
+                 torch.ones(1, K, 2), h + 1, h + 1, torch.tensor([[0.2, 0.95, 0.0, 0.75]]))
+    merged = GSWM.combine(prop, disc)
+    # top 4 of the 8: 0.95, 0.9, 0.8, 0.75; discovery 1 replaces slot 1, discovery 3 slot 3
+    assert torch.allclose(merged.pres, torch.tensor([[0.9, 0.95, 0.8, 0.75]]))
+    assert merged.where[0, :, 0].tolist() == [0.0, 2.0, 0.0, 4.0]
+    assert merged.h[0, :, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
+
+
+def test_presence_switches_off_a_vanished_objects_mask():
+    """An object whose propagated presence is switched off (z_pres_1 far below 0) disappears
+    from frame 1's rendering and stays off (presence_t = presence_t-1 * sigmoid(z_pres_t))."""
+    model = build_model(gswm_config())
+    frames = frames_of(1, 3)
+    logits = torch.full((1, K), 40.0)
+    logits[0, 0] = -40.0
+    with UseMeans():
+        out = poutine.condition(model._guide, data={"z_pres_1": logits})(
+            frames, 1, discover=lambda t: False)
+    _, masks = model.render(out["where"], out["what"], out["presence"])
+    assert masks[0, 0, 0].sum() > 0.1 and out["presence"][0, 0, 0] > 0.01
+    assert out["presence"][0, 1:, 0].max() < 1e-12 and masks[0, 1:, 0].max() < 1e-12
+    assert (masks[0, 1:, 1:].sum((-1, -2)) > 0).all()            # the others are still there
+    # the model's program multiplies the presences the same way
+    trace = poutine.trace(poutine.condition(model.model, data={"z_pres_1": logits})).get_trace(
+        frames, discover=lambda t: False)
+    assert trace.nodes["z_pres_2"]["fn"].batch_shape == (1, K)
+
+
+@pytest.mark.parametrize("interaction", [True, False])
+def test_the_interaction_term_changes_a_propagated_state_when_another_object_is_near(
+        interaction):
+    model = build_model(gswm_config(extra=tiny_extra(interaction=interaction)))
+    where = torch.zeros(1, K, 4)
+    where[0, 1, :2] = torch.tensor([0.15, 0.0])          # object 1 next to object 0
+    what, h, z = torch.randn(1, K, D), torch.randn(1, K, 16), torch.randn(1, K, 4)
+
+    def step(pres, where=where):
+        return model.propagate(State(where, what, h, h, torch.tensor([pres])), z)
+
+    alone, near = step([1.0, 0.0, 0.0, 0.0]), step([1.0, 1.0, 0.0, 0.0])
+    far = where.clone()
+    far[0, 1, :2] = torch.tensor([0.9, -0.9])
+    moved = step([1.0, 1.0, 0.0, 0.0], far)
+    for a, b in ((alone, near), (near, moved)):
+        same_h = torch.equal(a.h[0, 0], b.h[0, 0])
+        same_where = torch.equal(a.where[0][0, 0], b.where[0][0, 0])
+        assert same_h == same_where == (not interaction)
+    # absent objects do not interact: object 0 alone is the same whatever object 1's place
+    assert torch.equal(alone.h[0, 0], step([1.0, 0.0, 0.0, 0.0], far).h[0, 0])
+
+
+@pytest.mark.parametrize("background", ["colour", "image", "zero"])
+def test_the_background_is_constant(background):
+    model = build_model(gswm_config(extra=tiny_extra(background=background)))
+    bg = model.background_rgb()
+    params = dict(model.named_parameters())
+    assert bg.shape == {"colour": (3, 1, 1), "image": (3, S, S), "zero": (3, 1, 1)}[background]
+    if background == "zero":
+        assert "background" not in params and torch.equal(bg, torch.zeros(3, 1, 1))
+    else:
+        assert params["background"].shape == {"colour": (3,), "image": (3, S, S)}[background]
+    # nothing present: every frame of every video is the same background image
+    frames, masks = model.render(torch.zeros(2, 5, K, 4), torch.randn(2, 5, K, D),
+                                 torch.zeros(2, 5, K))
+    assert torch.equal(frames, bg.expand_as(frames)) and masks.abs().max() == 0
+    # and it trains (Pyro validation, a finite ELBO whose gradient reaches the background)
+    loss = Trace_ELBO().differentiable_loss(model.model, model.guide, frames_of(2, 3))
+    loss.backward()
+    assert torch.isfinite(loss)
+    if background != "zero":
+        assert params["background"].grad.abs().sum() > 0
+
+
+def test_discovery_dropout_in_the_training_programs():
+    model = build_model(gswm_config(pretrain_steps=0))
+    assert model.settings["discovery_dropout"] == 0.5
+    frames = frames_of(2, 6)
+    plans = set()
+    for step in range(6):
+        model_fn, guide_fn = model.programs(step)
+        gt = poutine.trace(guide_fn).get_trace(frames)
+        mt = poutine.trace(poutine.replay(model_fn, trace=gt)).get_trace(frames)
+        latents = [n for n, s in sample_sites(mt).items() if not s["is_observed"]]
+        assert latents == list(sample_sites(gt))          # the model follows the guide's plan
+        plans.add(tuple(t for t in range(1, 6) if f"z_pres_disc_{t}" in latents))
+        loss = Trace_ELBO().differentiable_loss(model_fn, guide_fn, frames)
+        assert torch.isfinite(loss)
+    assert len(plans) > 1                                 # frames are skipped at random
+    assert any(len(p) < 5 for p in plans)
+    plan = DiscoveryPlan(0.5)
+    assert [plan(t) for t in range(1, 20)] == [plan(t) for t in range(1, 20)]
+    # without dropout: the plain programs, discovery on every frame
+    model.settings["discovery_dropout"] = 0.0
+    assert model.programs(0) == (model.model, model.guide)
+    assert sum(f"z_pres_disc_{t}" in n for t in range(1, 6) for n in
+               sample_sites(poutine.trace(model.guide).get_trace(frames))) == 5
+
+
+def test_the_smoke_training_script_runs():
+    bench = load_script("benchmarks", "gswm_smoke")
+    for argv, settings in ((["--budget", "1"], "paper"), (["--budget", "1", "--old"], "old")):
+        result = bench.main(argv)
+        assert result["settings"] == settings and result["steps"] >= 1
+        assert result["windows"] and np.isfinite(result["windows"][0]["loss"])
+        assert np.isfinite(result["compositional_med_single_px"])
+        assert len(result["compositional_med_per_frame_px"]) == 4
 
 
 # ------------------------------------------------------------------------------ protocol
