@@ -369,6 +369,10 @@ class ScheduleConfig:
         return self
 
 
+#: How ``r_{t}`` scores a binary module (:meth:`pyro_vim.interactions.Interactions.module_logits`).
+PAIR_CHOICES = ("joint", "module_first")
+
+
 @dataclass
 class InteractionConfig:
     """Interacting objects (docs/interactions.md, :mod:`pyro_vim.interactions`): beyond the
@@ -383,10 +387,15 @@ class InteractionConfig:
     slots or "none")."""
     num_binary_modules: int = 0  # B: modules of (own state, partner state) -> update
     velocity: bool = False       # slot state (pos, vel, feat), context = the first two frames
+    pair_choice: str = "joint"   # "joint": softmax over all (module, partner) pairs;
+    #                              "module_first": a module at equal odds, then its partner
 
     def validate(self) -> "InteractionConfig":
         _non_negative_ints(self, ("num_binary_modules",))
         _bools(self, ("velocity",))
+        if self.pair_choice not in PAIR_CHOICES:
+            raise ValueError(f"VIMConfig.interaction.pair_choice must be one of {PAIR_CHOICES}, "
+                             f"got {self.pair_choice!r}")
         return self
 
     @property

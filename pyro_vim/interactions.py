@@ -23,6 +23,11 @@ valid pairs (m, none) and (b, j) is the softmax of these scores, factorised as
     r:     logits (L_m, logsumexp_j L_{b,j})             (the module, partner marginalised)
     p | r: probs  sum_m r_m [j = none] + sum_b r_b softmax_j(L_{b,j})
 
+(``interaction.pair_choice="joint"``).  With ``"module_first"`` a binary module's ``r`` logit is
+logsumexp_j L_{b,j} - log K instead: the module is chosen first, at equal odds with the unary
+modules when all candidates score alike (not K times their odds, one per partner), then its
+partner; p | r is unchanged.
+
 p | r is exact for a hard (one-hot) r: a unary module's partner is "none", a binary module's
 the softmax of its pair scores; a relaxed r mixes these conditionals.  The step then mixes the
 candidates with weight r_m for unary module m and r_b p_j for pair (b, j), which sums to one.
@@ -31,6 +36,8 @@ This module holds the binary networks (:class:`~pyro_vim.nn.BinaryModules`) and 
 :meth:`pyro_vim.model.VIM.transition_step` samples the sites, so model and guide share the step.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from pyro.nn import PyroModule
@@ -52,10 +59,14 @@ class Interactions(PyroModule):
     """B binary modules and the (module, partner) choice (module docstring)."""
 
     def __init__(self, num_slots: int, num_modules: int, num_binary: int, slot_dim: int,
-                 hidden: int = 64, init_scale: float = 0.1, velocity: bool = False):
+                 hidden: int = 64, init_scale: float = 0.1, velocity: bool = False,
+                 pair_choice: str = "joint"):
         super().__init__()
         if num_binary < 1:
             raise ValueError(f"Interactions needs num_binary >= 1, got {num_binary}")
+        if pair_choice not in ("joint", "module_first"):
+            raise ValueError(f"pair_choice must be 'joint' or 'module_first', got {pair_choice!r}")
+        self.pair_choice = pair_choice
         self.num_slots, self.num_modules, self.num_binary = num_slots, num_modules, num_binary
         self.binary = BinaryModules(num_binary, slot_dim, hidden, init_scale=init_scale,
                                     velocity=velocity)
@@ -67,7 +78,8 @@ class Interactions(PyroModule):
         pixel = 2.0 / (config.image_size - 1)
         return cls(config.num_slots, config.num_modules, config.num_binary_modules,
                    config.slot_dim, config.module_hidden,
-                   init_scale=config.module_init_scale * pixel, velocity=config.velocity)
+                   init_scale=config.module_init_scale * pixel, velocity=config.velocity,
+                   pair_choice=config.pair_choice)
 
     @property
     def num_partners(self) -> int:
@@ -107,9 +119,18 @@ class Interactions(PyroModule):
 
     def module_logits(self, scores: torch.Tensor) -> torch.Tensor:
         """Logits (N, K, M + B) of ``r_{t}``: the unary scores and each binary module's score
-        with the partner marginalised (logsumexp over the K partner categories)."""
+        with the partner marginalised.
+
+        ``pair_choice="joint"``: logsumexp over the K partner categories, so that (r, p) is the
+        softmax over all (module, partner) pairs; at equal scores a binary module then has K
+        times a unary module's odds (one per partner).  ``"module_first"``: the log of the mean
+        over partners (logsumexp - log K), a module chosen at equal odds when its candidates
+        score alike, then its partner by the pair scores (p | r is the same)."""
         unary, pairs = self.split_scores(scores)
-        return torch.cat([unary, pairs.logsumexp(-1)], -1)
+        binary = pairs.logsumexp(-1)
+        if self.pair_choice == "module_first":
+            binary = binary - math.log(self.num_partners)
+        return torch.cat([unary, binary], -1)
 
     def partner_logits(self, scores: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """Logits (N, K, K) of ``p_{t}`` given the module choice ``r`` (N, K, M + B): log of

@@ -143,6 +143,27 @@ def test_partner_choice_factorises_the_pair_softmax():
     assert inter.partner_slots(choice).tolist() == [[1, 2, -1], [2, 0, -1]]
 
 
+def test_module_first_gives_every_module_equal_odds_at_equal_scores():
+    """"joint" gives a binary module K times a unary module's odds when all candidates score
+    alike (one per partner); "module_first" removes that count, and the partner given the
+    module is the same."""
+    k, m = 6, 3
+    scores = torch.zeros(2, k, m + B * k)
+    joint = Interactions(k, m, B, slot_dim=4, hidden=8)
+    first = Interactions(k, m, B, slot_dim=4, hidden=8, pair_choice="module_first")
+    p_joint = joint.module_logits(scores).softmax(-1)
+    p_first = first.module_logits(scores).softmax(-1)
+    assert torch.allclose(p_joint[..., m] / p_joint[..., 0], torch.tensor(float(k)))
+    assert torch.allclose(p_first, torch.full_like(p_first, 1 / (m + B)))
+    scores = torch.randn(2, k, m + B * k)
+    r = torch.softmax(torch.randn(2, k, m + B), -1)
+    assert torch.equal(joint.partner_logits(scores, r), first.partner_logits(scores, r))
+    c = VIMConfig(num_binary_modules=1, pair_choice="module_first")
+    assert Interactions.from_config(c).pair_choice == "module_first"
+    with pytest.raises(ValueError, match="pair_choice"):
+        VIMConfig(pair_choice="sum")
+
+
 def test_infer_reports_partners_and_velocities():
     c = config()
     vim = VIM(c).eval()
