@@ -7,6 +7,8 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pyro_vim", "pyro_vim.*"]),
+    # the shipped checkpoints: pyro_vim.pretrained("random_walk")
+    package_data={"pyro_vim.pretrained": ["manifest.json", "*.pt"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",

@@ -1,5 +1,6 @@
 """pyro-vim: VIM (Variational Independent Modules for Video Prediction, Assouel et al. 2022)."""
-from . import baselines, duplicates, tracking  # noqa: F401  (register families and parts)
+# register the model families and parts; pretrained is callable: pyro_vim.pretrained("name")
+from . import baselines, duplicates, pretrained, tracking  # noqa: F401
 from .config import DataConfig, VIMConfig
 from .data import (
                    MOVES,
@@ -23,4 +24,4 @@ __all__ = ["VIM", "VIMConfig", "DataConfig", "build_model", "load_model",
            "OODRandomWalk", "BouncingBalls", "MOVES", "make_dataset",
            "SafeRelaxedOneHotCategorical",
            "SpatialGaussianMixture", "SlotAttentionGuide", "KeyQueryGuide", "KeyQueryPrior",
-           "UniformPrior"]
+           "UniformPrior", "pretrained"]

@@ -13,6 +13,10 @@ everything).  One concept a module:
 * :mod:`~pyro_vim.report.samples` -- Table 1's one-step samples, drawn from the runs'
   checkpoints (the one part that loads models: torch and Pyro);
 * :mod:`~pyro_vim.report.writing` -- :func:`write_report`, each file atomically;
+* :mod:`~pyro_vim.report.paper_results` -- the paper's results as data (:data:`RESULTS`: runs,
+  metric, claim, goal, docs page of each line of REPRODUCTION.md);
+* :mod:`~pyro_vim.report.reproduction` -- :func:`write_reproduction`, REPRODUCTION.md from the
+  runs;
 * :mod:`~pyro_vim.report.cli` -- the command line, ``python -m pyro_vim.report DIR [--out OUT]``
   (:func:`main`).
 """
@@ -20,7 +24,9 @@ from .aggregation import aggregate
 from .cli import main
 from .figures import FIGURE_METRICS
 from .markdown import TABLE_ORDER, render_markdown
+from .paper_results import RESULTS
+from .reproduction import render_reproduction, write_reproduction
 from .writing import write_report
 
 __all__ = ["aggregate", "write_report", "render_markdown", "main", "TABLE_ORDER",
-           "FIGURE_METRICS"]
+           "FIGURE_METRICS", "RESULTS", "render_reproduction", "write_reproduction"]

@@ -4,8 +4,10 @@ Each run lives in ``DIR/<experiment>[/<variant>]/seed=<s>/`` (:func:`run_dir`):
 ``config.json`` (the whole config: model family, prior, guide, data), ``checkpoint.pt``,
 ``log.jsonl``, ``pretrained.pt`` and ``before.json`` (the model and its metrics after
 slot-attention pre-training, with untrained modules: the before-learning baseline) and
-``metrics.json`` (written last; a run with it is complete).  A started run resumes exactly from
-its checkpoint; changing its settings in between is refused, naming the fields.
+``metrics.json`` (written last; a run with it is complete: the metrics, the training time in
+seconds and minutes, and where it was made, :func:`pyro_vim.run.provenance.provenance`).  A
+started run resumes exactly from its checkpoint; changing its settings in between is refused,
+naming the fields.
 :func:`rescore` re-scores a complete run with the current evaluation code.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..evaluate import default_seed
 from ..files import write_json
 from ..train import Trainer
 from .evaluation import _evaluate
-from .provenance import _commit, _machine
+from .provenance import _commit, logged_train_seconds, provenance
 
 
 def run_dir(out: str, experiment: str, variant: str, seed: int) -> str:
@@ -101,9 +103,10 @@ def _train_and_score(trainer, config, folder, eval_sequences, eval_seq_len, expe
     if os.path.exists(before_path):
         with open(before_path) as f:
             before = json.load(f)["metrics"]
+    seconds = _train_seconds(trainer, start)
     result = {"experiment": experiment, "variant": variant, "seed": config.seed,
-              "steps": trainer.step, "train_seconds": _train_seconds(trainer, start),
-              "commit": _commit(), "machine": _machine(),
+              "steps": trainer.step, "train_seconds": seconds,
+              "train_minutes": round(seconds / 60.0, 2), **provenance(),
               "device": str(trainer.device), "precision": precision, "compile": bool(compile),
               "processes": ctx.world_size,
               "eval": {"sequences": eval_sequences, "seq_len": eval_seq_len,
@@ -143,15 +146,5 @@ def rescore(folder: str, eval_sequences: int = 64, eval_seq_len: int = 11,
 
 def _train_seconds(trainer: Trainer, start: float) -> float:
     """Training time of the whole run, summed from the log (resumes included)."""
-    total, last = 0.0, 0.0
-    if trainer.log_path and os.path.exists(trainer.log_path):
-        with open(trainer.log_path) as f:
-            for line in f:
-                try:
-                    t = float(json.loads(line).get("time", 0.0))
-                except (ValueError, TypeError):
-                    continue
-                if t < last:          # a new process (resume) restarts the clock
-                    total += last
-                last = t
-    return round(total + last, 1) if last else round(time.time() - start, 1)
+    logged = logged_train_seconds(trainer.log_path)
+    return logged if logged is not None else round(time.time() - start, 1)
