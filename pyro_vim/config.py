@@ -371,6 +371,8 @@ class ScheduleConfig:
 
 #: How ``r_{t}`` scores a binary module (:meth:`pyro_vim.interactions.Interactions.module_logits`).
 PAIR_CHOICES = ("joint", "module_first")
+#: How a binary module's weights on its partner input start (:class:`pyro_vim.nn.BinaryModules`).
+PARTNER_INITS = ("random", "zero")
 
 
 @dataclass
@@ -389,6 +391,7 @@ class InteractionConfig:
     velocity: bool = False       # slot state (pos, vel, feat), context = the first two frames
     pair_choice: str = "joint"   # "joint": softmax over all (module, partner) pairs;
     #                              "module_first": a module at equal odds, then its partner
+    partner_init: str = "random"  # "zero": binary modules start blind to the partner
 
     def validate(self) -> "InteractionConfig":
         _non_negative_ints(self, ("num_binary_modules",))
@@ -396,6 +399,9 @@ class InteractionConfig:
         if self.pair_choice not in PAIR_CHOICES:
             raise ValueError(f"VIMConfig.interaction.pair_choice must be one of {PAIR_CHOICES}, "
                              f"got {self.pair_choice!r}")
+        if self.partner_init not in PARTNER_INITS:
+            raise ValueError(f"VIMConfig.interaction.partner_init must be one of "
+                             f"{PARTNER_INITS}, got {self.partner_init!r}")
         return self
 
     @property

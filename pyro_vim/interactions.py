@@ -60,7 +60,7 @@ class Interactions(PyroModule):
 
     def __init__(self, num_slots: int, num_modules: int, num_binary: int, slot_dim: int,
                  hidden: int = 64, init_scale: float = 0.1, velocity: bool = False,
-                 pair_choice: str = "joint"):
+                 pair_choice: str = "joint", partner_init: str = "random"):
         super().__init__()
         if num_binary < 1:
             raise ValueError(f"Interactions needs num_binary >= 1, got {num_binary}")
@@ -69,7 +69,7 @@ class Interactions(PyroModule):
         self.pair_choice = pair_choice
         self.num_slots, self.num_modules, self.num_binary = num_slots, num_modules, num_binary
         self.binary = BinaryModules(num_binary, slot_dim, hidden, init_scale=init_scale,
-                                    velocity=velocity)
+                                    velocity=velocity, partner_init=partner_init)
         #: (K, K-1): slot k's partner category j < K-1 is slot ``others[k, j]``
         self.register_buffer("others", others_index(num_slots), persistent=False)
 
@@ -79,7 +79,7 @@ class Interactions(PyroModule):
         return cls(config.num_slots, config.num_modules, config.num_binary_modules,
                    config.slot_dim, config.module_hidden,
                    init_scale=config.module_init_scale * pixel, velocity=config.velocity,
-                   pair_choice=config.pair_choice)
+                   pair_choice=config.pair_choice, partner_init=config.partner_init)
 
     @property
     def num_partners(self) -> int:

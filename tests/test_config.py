@@ -100,7 +100,7 @@ def test_config_is_in_sections_with_a_version():
     assert set(SECTIONS) == {"architecture", "perception", "inference", "schedule",
                              "interaction"}
     assert d["interaction"] == {"num_binary_modules": 0, "velocity": False,
-                                "pair_choice": "joint"}   # off by default
+                                "pair_choice": "joint", "partner_init": "random"}
     assert d["architecture"]["num_slots"] == c.num_slots == c.architecture.num_slots
     assert d["perception"]["tracking"] == "occlusion" and d["schedule"]["merge"] == "duplicates"
     # flat names, dotted names and section dicts are the same field

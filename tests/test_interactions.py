@@ -164,6 +164,28 @@ def test_module_first_gives_every_module_equal_odds_at_equal_scores():
         VIMConfig(pair_choice="sum")
 
 
+def test_partner_init_zero_starts_blind_to_the_partner_and_learns_to_see_it():
+    from pyro_vim.nn import BinaryModules
+    torch.manual_seed(0)
+    mods = BinaryModules(2, slot_dim=4, hidden=8, partner_init="zero")
+    own = (torch.randn(3, 2), torch.randn(3, 4), None)
+    partner = (torch.randn(3, 2), torch.randn(3, 4), None)
+    none = (torch.zeros(3, 2), torch.zeros(3, 4), None)
+    with_partner = mods(own, partner, torch.ones(3))
+    without = mods(own, none, torch.zeros(3))
+    for a, b in zip(with_partner[:2], without[:2]):
+        assert torch.equal(a, b)                      # every partner gives the same update
+    with_partner[0].sum().backward()
+    assert mods.l1.weight.grad[:, 2 + 4:].abs().sum() > 0   # the partner weights do learn
+    random = BinaryModules(2, slot_dim=4, hidden=8)
+    assert not torch.equal(random(own, partner, torch.ones(3))[0],
+                           random(own, none, torch.zeros(3))[0])
+    assert Interactions.from_config(VIMConfig(num_binary_modules=1, partner_init="zero")) \
+        .binary.l1.weight[:, 2 + VIMConfig().slot_dim:].abs().sum() == 0
+    with pytest.raises(ValueError, match="partner_init"):
+        VIMConfig(partner_init="ones")
+
+
 def test_infer_reports_partners_and_velocities():
     c = config()
     vim = VIM(c).eval()

@@ -7,6 +7,11 @@ B modules, each an MLP (the unary modules' sizes, stacked weights as in
 slot's own absolute position stays an input (walls).  A missing partner ("none") is the partner
 input zeroed with a presence flag of 0, so every module is defined for every choice of the
 partner site ``p_{t}`` (:mod:`pyro_vim.interactions`).
+
+``partner_init="zero"`` starts the first layer's weights on the partner input at zero: a module
+then gives the same update with every partner (and with none) until training finds a use for
+the partner, so its K pair candidates do not start out as K random draws around the slot, one
+of which lands nearer the observation than a unary module's single candidate.
 """
 import math
 
@@ -18,8 +23,10 @@ from .transition import StackedLinear
 
 class BinaryModules(nn.Module):
     def __init__(self, num_modules: int, slot_dim: int, hidden: int = 64,
-                 init_scale: float = 0.1, velocity: bool = False):
+                 init_scale: float = 0.1, velocity: bool = False, partner_init: str = "random"):
         super().__init__()
+        if partner_init not in ("random", "zero"):
+            raise ValueError(f"partner_init must be 'random' or 'zero', got {partner_init!r}")
         self.num_modules, self.slot_dim = num_modules, slot_dim
         self.velocity = bool(velocity)
         motion = 4 if velocity else 2
@@ -35,6 +42,8 @@ class BinaryModules(nn.Module):
             self.l3.bias[:, :2] = init_scale * directions
             if velocity:
                 self.l3.bias[:, 2:4] = init_scale * directions
+            if partner_init == "zero":      # start as a unary module that ignores the partner
+                self.l1.weight[:, own:].zero_()
 
     def forward(self, own, partner, present: torch.Tensor):
         """``own`` = (pos (..., 2), feat (..., D), vel (..., 2) or None) of the slot,
