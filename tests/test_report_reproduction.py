@@ -163,6 +163,16 @@ def test_goals_are_checked_when_defined():
     assert verdict.met == "not met (the mean, 1.2500; 1 of 2 seeds)"
 
 
+def test_a_goal_can_ask_for_a_fraction_of_another_runs_number(tmp_path):
+    ref = reproduction.Group("b", "", [reproduction.Run(0, tmp_path, {"metrics": {"m": 10.0}}),
+                                       reproduction.Run(1, tmp_path, {"metrics": {"m": 4.0}})])
+    r = PaperResult("beyond", "x", "claim", "a", "", "m", "interactions",
+                    Goal("<=", factor=0.5, than=(("b", "", "m"),)))
+    verdict = reproduction.judge(r.goal, r, {0: 4.0, 1: 3.0}, {("b", ""): ref})
+    assert "0.5 × " in verdict.goal
+    assert verdict.met == "met by the mean; 1 of 2 seeds"      # 3.5 <= 3.5; 3 > 2
+
+
 def test_results_link_existing_topics_and_name_known_runs():
     from pyro_vim.report.paper_results import DOCS_TOPICS
     for r in RESULTS:

@@ -153,7 +153,9 @@ def _goal_text(goal: Goal, row: PaperResult, refs: List[Tuple[str, Optional[floa
     unit = f" {row.unit}" if row.unit else ""
     op = SYMBOLS[goal.op]
     if goal.than:
-        parts = [f"{label}'s " + ("(not run)" if mean is None else _fmt(mean, row.digits))
+        scale = "" if goal.factor == 1.0 else f"{goal.factor:g} × "
+        parts = [f"{scale}{label}'s " + ("(not run)" if mean is None
+                                        else _fmt(mean, row.digits))
                  for label, mean in refs]
         return f"{op} " + " and ".join(parts) + " (the mean; each seed against the same seed)"
     text = f"mean {op} {goal.value:g}{unit}"
@@ -182,9 +184,10 @@ def judge(goal: Optional[Goal], row: PaperResult, values: Dict[Any, float],
             return Judgement(text, f"not judged: {', '.join(missing)} not run")
         if mean is None:
             return Judgement(text, "—")
-        mean_ok = all(compare(mean, m) for _, m in ref_means)
+        mean_ok = all(compare(mean, goal.factor * m) for _, m in ref_means)
         judged = [s for s in values if all(s in v for _, v in refs)]
-        ok = [s for s in judged if all(compare(values[s], v[s]) for _, v in refs)]
+        ok = [s for s in judged if all(compare(values[s], goal.factor * v[s])
+                                       for _, v in refs)]
     else:
         text = _goal_text(goal, row, [])
         if mean is None:
