@@ -41,6 +41,12 @@ DATASETS = ("random_walk", "compositional", "ood", "glyphs", "bouncing", "npz")
 _LEGACY_DATA_KEYS = {"dataset": "name", "num_objects": "num_objects"}
 #: The version of the config format written today (see :mod:`pyro_vim.migrations`).
 CONFIG_VERSION = 2
+#: When training ends (``schedule.stop``): "budget" at ``steps`` or ``time_budget_s``, whichever
+#: comes first (every config saved before the field existed); "plateau" also when the held-out
+#: validation error stops improving (:mod:`pyro_vim.train.stopping`), capped at ``time_budget_s``.
+STOP_RULES = ("budget", "plateau")
+#: The training-time cap of ``stop="plateau"`` when ``time_budget_s`` is 0: 3 hours.
+PLATEAU_CAP_S = 10800.0
 
 
 @dataclass
@@ -317,7 +323,9 @@ class InferenceConfig:
 @dataclass
 class ScheduleConfig:
     """Optimisation (Appendix A.2): pre-training, curriculum, annealing, the trainer's
-    duplicate-merge step (a named part, :mod:`pyro_vim.duplicates`), evaluation, budget."""
+    duplicate-merge step (a named part, :mod:`pyro_vim.duplicates`), evaluation, budget and
+    the stopping rule (``stop``, :mod:`pyro_vim.train.stopping`: "budget", as every config
+    saved before it existed, or "plateau" of the held-out validation error)."""
     batch_size: int = 32
     lr: float = 1e-3
     steps: int = 800            # dynamics steps after pre-training (the cpu curve peaks near here)
@@ -340,7 +348,23 @@ class ScheduleConfig:
     eval_sequences: int = 32
     eval_seq_len: int = 10
     time_budget_s: float = 0.0  # training stops cleanly (checkpoint saved) after this many
-    #                             seconds of training, summed over resumes (0: no budget)
+    #                             seconds of training, summed over resumes (0: no budget; with
+    #                             stop="plateau": the cap PLATEAU_CAP_S, 3 hours)
+    stop: str = "budget"        # when training ends: "budget" (``steps`` or ``time_budget_s``,
+    #                             whichever comes first) or "plateau" (also when the validation
+    #                             error has plateaued: pyro_vim.train.stopping; needs eval_every)
+    plateau_tolerance: float = 0.01  # stop="plateau": the relative improvement of the best
+    #                             validation error of the last third of the evaluations over
+    #                             the best before it below which training stops (1%)
+    plateau_min_evals: int = 9  # stop="plateau": validation evaluations before the rule may stop
+
+    @property
+    def time_cap_s(self) -> float:
+        """The training time after which training stops: ``time_budget_s``, or with
+        ``stop="plateau"`` and no budget set, :data:`PLATEAU_CAP_S` (0: no limit)."""
+        if self.time_budget_s or self.stop != "plateau":
+            return float(self.time_budget_s)
+        return PLATEAU_CAP_S
 
     def validate(self) -> "ScheduleConfig":
         _positive_ints(self, ("batch_size", "seq_len_start", "seq_len_max", "seq_len_every",
@@ -364,6 +388,20 @@ class ScheduleConfig:
                              f"steps), got {self.merge!r}")
         _bools(self, ("freeze_perception",))
         _numbers(self, ("time_budget_s",), low_open=False)
+        _choice(self, "stop", STOP_RULES)
+        tol = self.plateau_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+            raise ValueError(f"VIMConfig.plateau_tolerance must be a number in (0, 1) (a "
+                             f"relative improvement: 0.01 is 1%), got {tol!r}")
+        if isinstance(self.plateau_min_evals, bool) or not isinstance(self.plateau_min_evals,
+                                                                      int) \
+                or self.plateau_min_evals < 3:
+            raise ValueError(f"VIMConfig.plateau_min_evals must be an int >= 3 (a third of the "
+                             f"evaluations and the rest both hold one), got "
+                             f"{self.plateau_min_evals!r}")
+        if self.stop == "plateau" and not self.eval_every:
+            raise ValueError("VIMConfig.stop='plateau' evaluates the validation error every "
+                             "eval_every dynamics steps: eval_every must be positive, got 0")
         if self.seq_len_start < 2 or self.seq_len_max < self.seq_len_start:
             raise ValueError("VIMConfig needs 2 <= seq_len_start <= seq_len_max")
         return self

@@ -47,6 +47,9 @@ class TensorBoardLogger:
         for key, value in (record.get("eval") or {}).items():
             if isinstance(value, numbers.Real) and not isinstance(value, bool):
                 self.writer.add_scalar(f"eval/{key}", float(value), step)
+        error = (record.get("validation") or {}).get("error")
+        if isinstance(error, numbers.Real) and not isinstance(error, bool):
+            self.writer.add_scalar("eval/validation_error", float(error), step)
 
     @torch.no_grad()
     def images(self, step: int, model, frames: torch.Tensor) -> None:

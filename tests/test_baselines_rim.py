@@ -430,7 +430,7 @@ def test_the_trainer_runs_with_periodic_and_final_evaluation(family, tmp_path):
     assert len(evals) == 2 and all(e["recon_mse"] > 0 for e in evals)    # steps 4 and 6
     assert [r["phase"] for r in records] == ["pretrain"] * 2 + ["dynamics"] * 4
     assert all(math.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in records)
-    assert set(first) >= {"recon_mse", "recon_mse_predicted", "active_fraction"}
+    assert set(first) >= {"recon_mse", "recon_mse_all_frames", "active_fraction"}
     loaded = load_model(str(tmp_path / "run" / "checkpoint.pt"))
     assert type(loaded) is type(trainer.model)
     saved = load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))["config"]
@@ -492,6 +492,27 @@ class _Offset(nn.Module):
 
     def infer(self, frames):
         return {"recon": frames + self.offset}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_recon_mse_scores_only_the_frames_with_a_past(family):
+    """``recon_mse`` (the report's column beside VIM's, the trainer's periodic metric) leaves
+    out frame 0, which RIM/SCOFF predict from nothing: it is Table 1's teacher-forced error
+    over frames 1..T-1; frame 0 is only in ``recon_mse_all_frames``."""
+    model = built(family).eval()
+    batch = tiny_config().make_generator().generate(3, 5, 7)
+    se = teacher_forced_errors(model, batch.frames)                         # (N, T)
+    assert abs(se[:, 0].mean() - se[:, 1:].mean()) > 1e-3 * se.mean()      # they differ
+    out = model.summary_metrics(batch)
+    assert out["recon_mse"] == pytest.approx(se[:, 1:].mean())
+    assert out["recon_mse"] == pytest.approx(table1_metrics(model, batch)["mse"])
+    assert out["recon_mse_per_pixel"] == pytest.approx(se[:, 1:].mean() / (3 * 16 * 16))
+    assert out["recon_mse_all_frames"] == pytest.approx(se.mean())
+    assert out["recon_mse_per_frame"] == pytest.approx(se.mean(0).tolist())
+    assert "recon_mse_predicted" not in out
+    assert model.evaluation_metrics(batch)["recon_mse"] == pytest.approx(se[:, 1:].mean())
+    with pytest.raises(ValueError, match="T >= 2"):
+        model.summary_metrics(batch.head(1))
 
 
 def test_table1_metric_on_hand_made_predictions():
@@ -557,31 +578,50 @@ def test_vim_prior_one_step_uses_only_the_past():
 
 # ---------------------------------------------------------------------------- the experiment
 def test_table1_experiment_configs():
+    from pyro_vim.experiments import module_hidden_for, transition_parameters
     exp = get_experiment("table1")
-    assert list(exp.variants) == ["rim", "scoff", "vim"] and exp.seeds == (0, 1, 2)
+    families, budgets = ("rim", "scoff", "vim_m1", "vim"), ("15min", "60min", "converged")
+    assert list(exp.variants) == [f"{f}@{b}" for f in families for b in budgets]
+    assert exp.seeds == (0, 1, 2)
     configs = {v: exp.config(v, 1) for v in exp.variants}
-    assert {v: c.model for v, c in configs.items()} == {"rim": "rim", "scoff": "scoff",
-                                                         "vim": "vim"}
-    budgets = {c.time_budget_s for c in configs.values()}
-    assert len(budgets) == 1 and budgets.pop() > 0
-    assert all(c.num_slots == 4 and c.num_modules == 5 and c.seed == 1
-               for c in configs.values())
+    assert {v: c.model for v, c in configs.items()} == {
+        v: {"vim_m1": "vim"}.get(v.split("@")[0], v.split("@")[0]) for v in exp.variants}
+    # the same rule for every family: 15 and 60 minutes, or the plateau capped at 3 hours
+    for family in families:
+        rules = [(configs[f"{family}@{b}"].stop, configs[f"{family}@{b}"].time_budget_s)
+                 for b in budgets]
+        assert rules == [("budget", 900.0), ("budget", 3600.0), ("plateau", 10800.0)]
+    assert all(c.steps >= 1_000_000 and c.eval_every > 0 for c in configs.values())
+    m5 = [c for v, c in configs.items() if v.startswith("vim@")]
+    assert all(c.num_slots == 4 and c.seed == 1 for c in configs.values())
+    assert all(c.num_modules == 5 for v, c in configs.items() if not v.startswith("vim_m1"))
+    # the monolithic VIM: one module with M = 5's transition-parameter count
+    m1 = configs["vim_m1@converged"]
+    assert m1.num_modules == 1 and m1.module_hidden == module_hidden_for(1, m5[0])
+    ratio = transition_parameters(1, m1.slot_dim, m1.module_hidden) / transition_parameters(
+        5, m5[0].slot_dim, m5[0].module_hidden)
+    assert abs(ratio - 1) < 0.05
     # every variant gets VIM's single-frame pre-training (within the same budget)
-    assert {c.pretrain_steps for c in configs.values()} == {configs["vim"].pretrain_steps} \
-        and configs["vim"].pretrain_steps > 0
-    assert configs["rim"].extra["input_attention"] == "competitive"
+    assert {c.pretrain_steps for c in configs.values()} == {m5[0].pretrain_steps} \
+        and m5[0].pretrain_steps > 0
+    assert configs["rim@15min"].extra["input_attention"] == "competitive"
     assert exp.evaluations == ("table1",)
+
+
+#: one variant of every family, every rule once
+SMOKE_VARIANTS = ("rim@converged", "scoff@15min", "vim_m1@60min", "vim@converged")
 
 
 def test_table1_runner_smoke(tmp_path, capsys):
     tiny = ["image_size=16", "slot_dim=8", "encoder_channels=8", "decoder_channels=8",
             "module_hidden=16", "update_hidden=16", "keyquery_dim=8", "batch_size=2",
             "pretrain_steps=2", "steps=3", "warmup_steps=1", "seq_len_start=3",
-            "seq_len_max=3", "eval_every=0", "eval_sequences=2", "eval_seq_len=3"]
+            "seq_len_max=3", "eval_every=2", "eval_sequences=2", "eval_seq_len=3"]
     assert runner.main(["table1", "--seeds", "0", "--out", str(tmp_path), "--set", *tiny,
+                        "--variants", ",".join(SMOKE_VARIANTS),
                         "--eval-sequences", "3", "--eval-seq-len", "3"]) == 0
     results = {}
-    for variant in ("rim", "scoff", "vim"):
+    for variant in SMOKE_VARIANTS:
         folder = runner.run_dir(str(tmp_path), "table1", variant, 0)
         with open(os.path.join(folder, "metrics.json")) as f:
             results[variant] = json.load(f)
@@ -590,30 +630,45 @@ def test_table1_runner_smoke(tmp_path, capsys):
         assert m["table1"]["mse"] == pytest.approx(
             m["table1"]["mse_per_pixel"] * 3 * 16 * 16)
         assert isinstance(load_model(os.path.join(folder, "checkpoint.pt")),
-                          {"rim": RIM, "scoff": SCOFF, "vim": VIM}[variant])
-    for variant in ("rim", "scoff"):
+                          {"rim": RIM, "scoff": SCOFF}.get(variant.split("@")[0], VIM))
+        # the step count ended these runs (the rules are tested in tests/test_stopping.py)
+        assert results[variant]["stopped"] == {"by": "steps", "step": 5, "minutes": results[
+            variant]["train_minutes"]}
+        with open(os.path.join(folder, "log.jsonl")) as f:
+            val = [(r["step"], r["validation"]) for r in map(json.loads, f)
+                   if "validation" in r]
+        assert [s for s, _ in val] == [2, 4, 5]        # after pre-training, dynamics 2, end
+        assert val[0][1]["before_learning"] and all(v["error"] > 0 for _, v in val)
+    for variant in ("rim@converged", "scoff@15min"):
         r = results[variant]
         assert r["steps"] == 5                                  # 2 pre-training steps
         assert r["before_learning"]["table1"]["mse"] > 0          # scored after pre-training
         assert r["metrics"]["table1"]["teacher_forced"]["frames"] == [1, 2, 3, 4]
         assert r["metrics"]["recon_mse"] > 0
-    vim = results["vim"]
+    assert load_model(os.path.join(runner.run_dir(str(tmp_path), "table1", "vim_m1@60min", 0),
+                                   "checkpoint.pt")).transition.num_modules == 1
+    vim = results["vim@converged"]
     assert vim["steps"] == 5 and vim["metrics"]["rule_module_accuracy"] is not None
     assert vim["metrics"]["table1_prior_mse"] == vim["metrics"]["table1"][
         "vim_prior_one_step"]["per_frame"]
     # the error of the samples' mean is at most their mean error (the squared error is convex)
     assert 0 < vim["metrics"]["table1_prior_mean_mse"] <= vim["metrics"]["table1_prior_mse"]
     assert vim["metrics"]["table1"]["prior_samples"] == runner.TABLE1_TEST["prior_samples"]
-    with open(os.path.join(runner.run_dir(str(tmp_path), "table1", "rim", 0),
+    with open(os.path.join(runner.run_dir(str(tmp_path), "table1", "rim@converged", 0),
                            "config.json")) as f:
         config = VIMConfig.from_dict(json.load(f))
-    assert config.model == "rim" and config.time_budget_s > 0
-    # Fig. 8-style samples: the report draws them from the three checkpoints
+    assert config.model == "rim" and config.stop == "plateau" and config.time_budget_s == 10800
+    # Fig. 8-style samples from the three checkpoints, and the learning curves
     from pyro_vim.report import write_report
-    write_report(str(tmp_path))
-    png = tmp_path / "table1_samples.png"
-    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
-    assert "table1_samples.png" in (tmp_path / "report.md").read_text()
+    report = write_report(str(tmp_path))
+    for name in ("table1_samples.png", "table1_learning_curves.png"):
+        png = tmp_path / name
+        assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+        assert name in (tmp_path / "report.md").read_text()
+    curve = report["experiments"]["table1"]["rim@converged"]["learning_curve"]
+    assert curve["steps"] == [4, 5] and curve["before"]["n"] == 1
+    refs = report["learning_curve_references"]["table1"]
+    assert 0 < refs["best_deterministic"] < refs["empty_frame"]
 
 
 def test_sample_rows_blur_against_samples():

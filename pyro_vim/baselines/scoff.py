@@ -373,6 +373,9 @@ class SCOFF(PyroModule):
     family = "scoff"
     #: ``python -m pyro_vim.evaluate`` scores slots and module selections, which this lacks
     supports_identification = False
+    #: frame t of ``infer(frames)["recon"]`` is predicted from the true frames < t (Table 1's
+    #: (a); the validation error of :func:`pyro_vim.baselines.table1.one_step_errors`)
+    teacher_forced = True
 
     def __init__(self, config: VIMConfig):
         super().__init__()
@@ -587,14 +590,19 @@ class SCOFF(PyroModule):
 
     @torch.no_grad()
     def summary_metrics(self, batch, chunk: int = 64) -> Dict[str, Any]:
-        """Held-out numbers (``metrics.json``): ``recon_mse`` (squared error per frame summed
-        over pixels and channels, mean over all T frames as VIM's ``recon_mse``; frame 0 is
-        predicted from the empty history, and trained only with ``first_frame_loss``),
-        ``recon_mse_per_pixel``, ``recon_mse_per_frame`` (T), ``recon_mse_predicted``
-        (frames 1..T-1 only, each predicted from the true previous frames; Table 1's measure),
-        ``active_fraction`` and, for SCOFF, ``schema_usage`` (M fractions)."""
+        """Held-out numbers (``metrics.json``): ``recon_mse``, the squared error per frame
+        summed over pixels and channels of frames 1..T-1, each predicted from the true previous
+        frames (Table 1's measure; frame 0 has no past: predicted from the initial state alone,
+        and trained only with ``first_frame_loss``, it is left out), ``recon_mse_per_pixel``
+        (the same per value), ``recon_mse_all_frames`` (frames 0..T-1, frame 0 included),
+        ``recon_mse_per_frame`` (T entries, frame 0 first), ``active_fraction`` and, for SCOFF,
+        ``schema_usage`` (M fractions)."""
         frames = batch.frames if isinstance(batch.frames, np.ndarray) else np.asarray(
             batch.frames)
+        if frames.ndim != 5 or frames.shape[1] < 2:
+            raise ValueError(f"{type(self).__name__}.summary_metrics scores frames 1..T-1, "
+                             f"each predicted from the frames before it: it needs videos of "
+                             f"T >= 2 frames, got frames of shape {frames.shape}")
         device = next(self.parameters()).device
         se, active, usage = [], [], []
         for i in range(0, len(frames), chunk):
@@ -608,12 +616,12 @@ class SCOFF(PyroModule):
                                        self.config.num_modules).double().sum((0, 1, 2)).cpu())
         se_all = torch.cat(se)                                            # (N, T)
         pixels = float(np.prod(frames.shape[2:]))
-        predicted = se_all[:, 1:]
+        predicted = se_all[:, 1:]                                         # frames with a past
         result: Dict[str, Any] = {
-            "recon_mse": float(se_all.mean()),
-            "recon_mse_per_pixel": float(se_all.mean() / pixels),
+            "recon_mse": float(predicted.mean()),
+            "recon_mse_per_pixel": float(predicted.mean() / pixels),
+            "recon_mse_all_frames": float(se_all.mean()),
             "recon_mse_per_frame": se_all.mean(0).tolist(),
-            "recon_mse_predicted": float(predicted.mean()) if predicted.numel() else None,
         }
         if active:
             result["active_fraction"] = float(sum(active) / len(frames))
@@ -625,7 +633,7 @@ class SCOFF(PyroModule):
     def evaluation_metrics(self, batch) -> Dict[str, Any]:
         """The trainer's periodic held-out metrics: reconstruction only (no slots to match)."""
         out = self.summary_metrics(batch)
-        return {k: out[k] for k in ("recon_mse", "recon_mse_predicted", "recon_mse_per_pixel",
+        return {k: out[k] for k in ("recon_mse", "recon_mse_all_frames", "recon_mse_per_pixel",
                                     "active_fraction", "schema_usage") if k in out}
 
     # ------------------------------------------------------------------ persistence

@@ -32,7 +32,7 @@ from ..data import MOVE_VECTORS
 __all__ = ["SEQ_LEN", "squared_errors", "summarise", "teacher_forced_errors",
            "inference_errors", "prior_one_step_predictions", "prior_one_step_errors",
            "table1_metrics", "reference_errors", "legal_moves", "draw_legal_moves",
-           "sample_rows"]
+           "sample_rows", "predicts_one_step", "one_step_means", "one_step_errors"]
 
 #: Frames per Table 1 sequence.
 SEQ_LEN = 5
@@ -120,6 +120,50 @@ def prior_one_step_errors(vim, frames, num_samples: int = 4, chunk: int = 64) ->
     frames = _frames(frames)
     pred = prior_one_step_predictions(vim, frames, num_samples, chunk)
     return np.stack([squared_errors(p, frames[:, 1:]) for p in pred])
+
+
+def predicts_one_step(model) -> bool:
+    """Whether ``model`` predicts frame t from frames < t in a way :func:`one_step_means` reads:
+    VIM (one step from its prior, :func:`pyro_vim.infer.predict`: one module selection per
+    transition and no velocity, which needs two context frames) or a teacher-forced family
+    (``teacher_forced = True``: RIM, SCOFF).  G-SWM's ``infer`` reconstructs frame t having
+    seen it, so it does not."""
+    from ..model import VIM
+    if isinstance(model, VIM):
+        c = model.config
+        return c.iterations == 1 and not c.interaction.velocity
+    return bool(getattr(model, "teacher_forced", False))
+
+
+@torch.no_grad()
+def one_step_means(model, frames, num_samples: int = 8, chunk: int = 64) -> torch.Tensor:
+    """(N, T-1, 3, H, W) on the CPU: the prediction of frames 1..T-1, each from the true frames
+    before it only -- for VIM the mean of ``num_samples`` one-step samples of its prior (the
+    predictive mean, :func:`prior_one_step_predictions`), for a teacher-forced family (RIM,
+    SCOFF) its deterministic ``infer(frames)["recon"]``.  The caller sets eval mode and seeds."""
+    from ..model import VIM
+    frames = _frames(frames)
+    if not predicts_one_step(model):
+        raise ValueError(f"a {type(model).__name__} model has no one-step prediction of frame t "
+                         "from the frames before it (VIM-1 without a velocity and the "
+                         "teacher-forced RIM/SCOFF have)")
+    if isinstance(model, VIM):
+        return prior_one_step_predictions(model, frames, num_samples, chunk).mean(0)
+    out = [model.infer(frames[i:i + chunk].to(_device(model)))["recon"][:, 1:].cpu()
+           for i in range(0, len(frames), chunk)]
+    return torch.cat(out).float()
+
+
+def one_step_errors(model, frames, num_samples: int = 8, chunk: int = 64) -> Dict[str, Any]:
+    """:func:`summarise` of the squared errors of :func:`one_step_means` over frames 1..T-1:
+    the one quantity every family is scored by during training (the validation error of
+    :mod:`pyro_vim.train.stopping`), ``per_frame`` = ``table1_metrics``' ``teacher_forced``
+    for RIM/SCOFF and ``vim_prior_mean`` for VIM (up to the prior's draws)."""
+    frames = _frames(frames)
+    pred = one_step_means(model, frames, num_samples, chunk)
+    se = squared_errors(pred, frames[:, 1:])
+    pad = np.full((len(se), 1), np.nan)                            # frame 0 has no past
+    return summarise(np.concatenate([pad, se], 1), int(np.prod(frames.shape[2:])))
 
 
 def table1_metrics(model, batch, num_samples: int = 4, chunk: int = 64,

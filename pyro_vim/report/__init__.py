@@ -9,7 +9,10 @@ everything).  One concept a module:
 * :mod:`~pyro_vim.report.alignment` -- per-module numbers put in rule order before averaging;
 * :mod:`~pyro_vim.report.aggregation` -- :func:`aggregate`;
 * :mod:`~pyro_vim.report.markdown` -- :func:`render_markdown`;
-* :mod:`~pyro_vim.report.figures` -- the scalars and module-usage figures (matplotlib);
+* :mod:`~pyro_vim.report.curves` -- the runs' learning curves (the validation error in their
+  ``log.jsonl``) over seeds, and the model-free reference errors;
+* :mod:`~pyro_vim.report.figures` -- the scalars, module-usage and learning-curve figures
+  (matplotlib);
 * :mod:`~pyro_vim.report.samples` -- Table 1's one-step samples, drawn from the runs'
   checkpoints (the one part that loads models: torch and Pyro);
 * :mod:`~pyro_vim.report.writing` -- :func:`write_report`, each file atomically;

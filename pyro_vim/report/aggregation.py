@@ -3,8 +3,11 @@
 For each group (experiment, variant; see :mod:`pyro_vim.report.runs`) the numbers of
 ``metrics`` and ``before_learning`` are aggregated over seeds (:mod:`pyro_vim.report.statistics`)
 after each run's per-module numbers are aligned to the rules
-(:mod:`pyro_vim.report.alignment`); ``rules`` is kept from the first run.  ``steps`` and
-``train_seconds`` are aggregated the same way; ``commits`` and ``machines`` are listed.
+(:mod:`pyro_vim.report.alignment`); ``rules`` is kept from the first run.  ``steps``,
+``train_seconds`` and ``train_minutes`` are aggregated the same way; ``commits`` and
+``machines`` are listed, ``stopped_by`` counts what ended the runs' training (``steps``,
+``time_budget``, ``plateau``) and ``learning_curve`` is the validation error over steps and
+minutes (:mod:`pyro_vim.report.curves`), when the runs logged it.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .alignment import _align_modules
+from .curves import group_curve
 from .runs import (
     METRICS_FILE,
     PathLike,
@@ -85,18 +89,30 @@ def _aggregate_group(root: Path, runs: List[Tuple[Path, dict]],
                 found.append(value)
         return found
 
-    return {
+    stopped_by: Dict[str, int] = {}
+    for _, data in runs:
+        by = data.get("stopped", {}).get("by") if isinstance(data.get("stopped"), dict) else None
+        if isinstance(by, str):
+            stopped_by[by] = stopped_by.get(by, 0) + 1
+    relative = [_relative(root, path) for path, _ in runs]
+    out = {
         "n": len(runs),
         "seeds": sorted((s for s in seeds if s is not None), key=_seed_key),
-        "runs": [_relative(root, path) for path, _ in runs],
+        "runs": relative,
         "incomplete": [_relative(root, path) for path in incomplete],
         "commits": distinct("commit"),
         "machines": distinct("machine"),
         "steps": top_level("steps"),
         "train_seconds": top_level("train_seconds"),
+        "train_minutes": top_level("train_minutes"),
+        "stopped_by": dict(sorted(stopped_by.items())),
         "metrics": _aggregate_section([d.get("metrics") for _, d in runs]),
         "before_learning": _aggregate_section([d.get("before_learning") for _, d in runs]),
     }
+    curve = group_curve(root, relative)
+    if curve is not None:
+        out["learning_curve"] = curve
+    return out
 
 
 def aggregate(root: PathLike) -> Dict[str, Any]:

@@ -1,12 +1,16 @@
 """The figures of a report, as PNG bytes: ``<experiment>_scalars.png`` (the headline metrics
-against the variants, trained and before learning) and ``<experiment>_usage.png`` (per variant
-the mean rule x module confusion, modules aligned to rules per run, normalised per row).
+against the variants, trained and before learning), ``<experiment>_usage.png`` (per variant
+the mean rule x module confusion, modules aligned to rules per run, normalised per row) and
+``<experiment>_learning_curves.png`` (the validation error of every variant against training
+minutes and steps, mean ± std over seeds, with the before-learning values and model-free
+references; :mod:`pyro_vim.report.curves`).
 
 Object-oriented matplotlib on an Agg canvas: no pyplot, no backend change.
 """
 from __future__ import annotations
 
 import io
+import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -144,4 +148,89 @@ def _usage_png(experiment: str, groups: Dict[str, Dict[str, Any]]) -> Optional[b
     cax = fig.add_axes([0.91, 0.6 / total_h, 0.015, 1 - 1.45 / total_h])
     fig.colorbar(image, cax=cax)
     cax.tick_params(labelsize=7)
+    return _png(fig)
+
+
+#: Line styles of the variants of one family (``rim@15min``, ``rim@60min``, ...), in order.
+_CURVE_STYLES = ("-", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))
+
+
+def _family(variant: str) -> str:
+    return variant.split("@", 1)[0]
+
+
+def _learning_curves_png(experiment: str, groups: Dict[str, Dict[str, Any]],
+                         references: Optional[Dict[str, float]] = None) -> Optional[bytes]:
+    """``<experiment>_learning_curves.png``: the validation error of every variant against the
+    training minutes (left) and the steps (right), mean over seeds with a ± std band, a dotted
+    line per family at its before-learning value, and the reference errors (``references``:
+    ``empty_frame``, ``best_deterministic``) as grey lines.  Variants ``family@budget`` share
+    their family's colour, one line style per budget.  None when no variant has a curve."""
+    items = [(v, g["learning_curve"]) for v, g in groups.items()
+             if isinstance(g.get("learning_curve"), dict) and g["learning_curve"].get("steps")]
+    if not items:
+        return None
+    import matplotlib
+
+    families: List[str] = []
+    for variant, _ in items:
+        if _family(variant) not in families:
+            families.append(_family(variant))
+    cmap = matplotlib.colormaps["tab10"]
+    colour = {f: cmap(i % 10) for i, f in enumerate(families)}
+    seen_in_family: Dict[str, int] = {}
+    entries = len(items) + len(families) + 2                     # the legend's lines, at most
+    rows = -(-entries // 4)
+    legend_h = 0.2 * rows + 0.3
+    height = 4.2 + legend_h
+    fig = _new_figure(12.0, height)
+    ax_min, ax_step = fig.subplots(1, 2)
+    values: List[float] = []
+    before_drawn = set()
+    for variant, curve in items:
+        fam = _family(variant)
+        style = _CURVE_STYLES[seen_in_family.get(fam, 0) % len(_CURVE_STYLES)]
+        seen_in_family[fam] = seen_in_family.get(fam, 0) + 1
+        keep = [i for i, m in enumerate(curve["mean"]) if m is not None]
+        if not keep:
+            continue
+        mean = np.array([curve["mean"][i] for i in keep], dtype=np.float64)
+        std = np.array([curve["std"][i] or 0.0 for i in keep], dtype=np.float64)
+        values += list(mean)
+        label = f"{_variant_label(variant)} (n={curve['runs']})"
+        for ax, xs in ((ax_min, curve["minutes"]), (ax_step, curve["steps"])):
+            x = np.array([xs[i] for i in keep], dtype=np.float64)
+            ax.plot(x, mean, linestyle=style, color=colour[fam], lw=1.4, label=label)
+            ax.fill_between(x, mean - std, mean + std, color=colour[fam], alpha=0.15, lw=0)
+        before = curve.get("before") or {}
+        if fam not in before_drawn and before.get("mean") is not None:
+            before_drawn.add(fam)
+            values.append(before["mean"])
+            for ax in (ax_min, ax_step):
+                ax.axhline(before["mean"], color=colour[fam], linestyle=":", lw=1.0,
+                           label=f"{fam} before learning" if ax is ax_min else None)
+    for name, label, style in (("empty_frame", "empty frame", (0, (8, 3))),
+                               ("best_deterministic", "best deterministic prediction",
+                                (0, (2, 2)))):
+        value = (references or {}).get(name)
+        if value is not None and math.isfinite(value):
+            values.append(value)
+            for ax in (ax_min, ax_step):
+                ax.axhline(value, color="0.35", linestyle=style, lw=1.2,
+                           label=label if ax is ax_min else None)
+    positive = [v for v in values if v > 0]
+    log_scale = bool(positive) and max(positive) / min(positive) > 20
+    for ax, xlabel in ((ax_min, "training minutes (mean over seeds)"), (ax_step, "step")):
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("validation error (squared error per frame)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if log_scale:
+            ax.set_yscale("log")
+    handles, labels = ax_min.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.suptitle(f"{experiment}: one-step validation error on held-out frames 1.., mean ± std "
+                 f"over seeds", fontsize=10)
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.45 / height,
+                        bottom=(legend_h + 0.55) / height, wspace=0.22)
     return _png(fig)

@@ -93,8 +93,9 @@ def render_markdown(report: Dict[str, Any], figures: Sequence[str] = ()) -> str:
                 provenance.append(f"{label}: " + ", ".join(f"`{v}`" for v in found))
         if provenance:
             lines += ["; ".join(provenance), ""]
-        extra = [(key, label) for key, label in (("steps", "steps"), ("train_seconds", "train s"))
-                 if any(g[key]["n"] for g in groups.values())]
+        extra = [(key, label) for key, label in (("steps", "steps"), ("train_seconds", "train s"),
+                                                 ("train_minutes", "train min"))
+                 if any(g.get(key, {}).get("n") for g in groups.values())]
         lines += _table(groups, "metrics", _columns(groups.values(), "metrics"), extra)
         lines.append("")
         unfinished = [path for group in groups.values() for path in group["incomplete"]]
@@ -107,8 +108,19 @@ def render_markdown(report: Dict[str, Any], figures: Sequence[str] = ()) -> str:
             lines += ["Before learning:", ""]
             lines += _table(groups, "before_learning", before)
             lines.append("")
+        stops = [(v, g["stopped_by"]) for v, g in groups.items() if g.get("stopped_by")]
+        if any(set(by) != {"steps"} for _, by in stops):
+            lines.append("What ended the training (runs): " + "; ".join(
+                f"{_escape(_variant_label(v))}: " + ", ".join(f"{k} {n}" for k, n in by.items())
+                for v, by in stops))
+            lines.append("")
+        refs = report.get("learning_curve_references", {}).get(exp)
         for name in figures:
             if name in (_figure_name(exp, "scalars"), _figure_name(exp, "usage"),
-                        _figure_name(exp, "samples")):
+                        _figure_name(exp, "samples"), _figure_name(exp, "learning_curves")):
                 lines += [f"![{exp}: {name}]({name})", ""]
+            if name == _figure_name(exp, "learning_curves") and refs:
+                lines += ["Validation references (squared error per frame on the same held-out "
+                          "frames): " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}"
+                                                 for k, v in refs.items()), ""]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,7 +1,9 @@
 """``table1_samples.png``: Fig. 8-style one-step samples drawn from the runs' checkpoints.
 
 The one part of a report that loads models (torch and Pyro, imported when it runs): the lowest
-seed whose RIM, SCOFF and VIM runs of the ``table1`` experiment all kept a checkpoint.
+seed whose RIM, SCOFF and VIM runs of the ``table1`` experiment all kept a checkpoint.  Each
+family's run is its longest-trained variant present (``@converged``, then ``@60min``, then
+``@15min``; a plain ``rim`` folder of a sweep from before the budgets were variants last).
 """
 from __future__ import annotations
 
@@ -13,18 +15,29 @@ from .runs import PathLike
 
 #: Table 1's models, in the order of the Fig. 8-style figure's rows
 TABLE1_MODELS = ("rim", "scoff", "vim")
+#: Which variant of a family the figure draws, first found first.
+TABLE1_PREFERENCE = ("@converged", "@60min", "@15min", "")
+
+
+def _pick(groups: Dict[str, Any], family: str) -> Optional[str]:
+    for suffix in TABLE1_PREFERENCE:
+        if family + suffix in groups:
+            return family + suffix
+    return None
 
 
 def _table1_samples_png(root: PathLike, groups: Dict[str, Any]) -> Optional[bytes]:
     """Fig. 8-style one-step samples (``table1_samples.png``) of the lowest seed whose RIM,
     SCOFF and VIM runs all kept a checkpoint: one held-out video, the truth, RIM's and SCOFF's
     teacher-forced frames and two samples of VIM's prior (None when there is no such seed)."""
-    if not all(v in groups for v in TABLE1_MODELS):
+    chosen = {family: _pick(groups, family) for family in TABLE1_MODELS}
+    if any(v is None for v in chosen.values()):
         return None
     base = Path(root) / "table1" if (Path(root) / "table1").is_dir() else Path(root)
-    seeds = sorted(set.intersection(*(set(groups[v]["seeds"]) for v in TABLE1_MODELS)))
+    seeds = sorted(set.intersection(*(set(groups[v]["seeds"]) for v in chosen.values())))
     for seed in seeds:
-        paths = {v: base / v / f"seed={seed}" / "checkpoint.pt" for v in TABLE1_MODELS}
+        paths = {family: base / v / f"seed={seed}" / "checkpoint.pt"
+                 for family, v in chosen.items()}
         if all(p.is_file() for p in paths.values()):
             break
     else:
@@ -46,5 +59,5 @@ def _table1_samples_png(root: PathLike, groups: Dict[str, Any]) -> Optional[byte
     finally:
         torch.random.set_rng_state(rng)
     fig = plot_image_rows(rows, column_titles=[f"t={t}" for t in range(1, SEQ_LEN)],
-                          title=f"one step ahead, seed {seed}")
+                          title=f"one step ahead, seed {seed} ({', '.join(chosen.values())})")
     return _png(fig)

@@ -13,7 +13,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..files import atomic_write, json_ready
 from .aggregation import aggregate
-from .figures import _figure_name, _scalars_png, _usage_png
+from .curves import validation_references
+from .figures import _figure_name, _learning_curves_png, _scalars_png, _usage_png
 from .markdown import render_markdown
 from .runs import PathLike
 from .samples import _table1_samples_png
@@ -23,11 +24,22 @@ def _build(root: PathLike) -> Tuple[Dict[str, Any], str, Dict[str, bytes]]:
     """Everything to write, computed in memory: (report, markdown, {file name: bytes})."""
     report = json_ready(aggregate(root))
     files: Dict[str, bytes] = {}
+    references: Dict[str, Any] = {}
     for exp, groups in report["experiments"].items():
         for kind, render in (("scalars", _scalars_png), ("usage", _usage_png)):
             png = render(exp, groups)
             if png is not None:
                 files[_figure_name(exp, kind)] = png
+        curves = [g for g in groups.values() if "learning_curve" in g]
+        if curves:        # the reference lines: the validation videos of the first such group
+            refs = validation_references(root, curves[0]["runs"])
+            if refs:
+                references[exp] = refs
+            png = _learning_curves_png(exp, groups, refs)
+            if png is not None:
+                files[_figure_name(exp, "learning_curves")] = png
+    if references:
+        report["learning_curve_references"] = json_ready(references)
     png = _table1_samples_png(root, report["experiments"].get("table1", {}))
     if png is not None:
         files[_figure_name("table1", "samples")] = png

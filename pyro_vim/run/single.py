@@ -2,11 +2,15 @@
 
 Each run lives in ``DIR/<experiment>[/<variant>]/seed=<s>/`` (:func:`run_dir`):
 ``config.json`` (the whole config: model family, prior, guide, data), ``checkpoint.pt``,
-``log.jsonl``, ``pretrained.pt`` and ``before.json`` (the model and its metrics after
+``log.jsonl`` (one record per step; the validation error of every evaluation, the learning
+curve of the report), ``pretrained.pt`` and ``before.json`` (the model and its metrics after
 slot-attention pre-training, with untrained modules: the before-learning baseline) and
 ``metrics.json`` (written last; a run with it is complete: the metrics, the training time in
-seconds and minutes, and where it was made, :func:`pyro_vim.run.provenance.provenance`).  A
-started run resumes exactly from its checkpoint; changing its settings in between is refused,
+seconds and minutes, where it was made, :func:`pyro_vim.run.provenance.provenance`, and
+``stopped``, what ended the training: ``"by"`` the step count ``"steps"``, the
+``"time_budget"`` or the ``"plateau"`` of the validation error, at which ``"step"`` and
+training ``"minutes"``, evaluations excluded).  A started run resumes exactly from its
+checkpoint; changing its settings in between is refused,
 naming the fields.
 :func:`rescore` re-scores a complete run with the current evaluation code.
 """
@@ -23,6 +27,7 @@ from ..distributed import SINGLE, Context, barrier
 from ..evaluate import default_seed
 from ..files import write_json
 from ..train import Trainer
+from ..train.stopping import stop_record
 from .evaluation import _evaluate
 from .provenance import _commit, logged_train_seconds, provenance
 
@@ -104,9 +109,10 @@ def _train_and_score(trainer, config, folder, eval_sequences, eval_seq_len, expe
         with open(before_path) as f:
             before = json.load(f)["metrics"]
     seconds = _train_seconds(trainer, start)
+    stopped = trainer.stopped or stop_record("steps", trainer.step, trainer.elapsed_s)
     result = {"experiment": experiment, "variant": variant, "seed": config.seed,
               "steps": trainer.step, "train_seconds": seconds,
-              "train_minutes": round(seconds / 60.0, 2), **provenance(),
+              "train_minutes": round(seconds / 60.0, 2), "stopped": stopped, **provenance(),
               "device": str(trainer.device), "precision": precision, "compile": bool(compile),
               "processes": ctx.world_size,
               "eval": {"sequences": eval_sequences, "seq_len": eval_seq_len,

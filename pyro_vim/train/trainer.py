@@ -12,6 +12,9 @@ The trainer works with any model of the protocol in :mod:`pyro_vim.models` (buil
 
 Every batch is generated afresh from the dataset with a seed that depends only on the step, so
 the data order is reproducible and resumable; evaluation uses a seed never used in training.
+Training ends at the step count, or by the config's stopping rule (``stop``: the
+``time_budget_s`` of training time, or also the plateau of the held-out validation error that
+every evaluation computes; :mod:`pyro_vim.train.stopping`), which is recorded.
 Writes ``out_dir/log.jsonl`` (one JSON object per step) and ``out_dir/checkpoint.pt``.  The run
 directory belongs to one process at a time (:class:`pyro_vim.rundir.RunLock`): a second trainer
 on it is refused with :class:`~pyro_vim.rundir.RunDirBusy`; a full disk stops the run with a
@@ -23,7 +26,8 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, List, Optional
 
 import pyro
 import torch
@@ -56,6 +60,14 @@ from ..nn.accel import accelerate_networks
 from ..nn.transition import TransitionModules
 from ..rundir import RunLock, is_no_space, no_space_message
 from ..tensorboard import make_logger
+from .stopping import (
+    VALIDATION_SAMPLES,
+    plateau_reached,
+    stop_record,
+    supports_validation,
+    validation_error,
+    validation_frames,
+)
 
 TRAIN_SEED_STRIDE = 10_000_000
 #: Under torch.distributed, rank r's sampling noise is seeded with seed + r * RANK_SEED_STRIDE.
@@ -122,6 +134,11 @@ class Trainer:
         #: seconds spent in ``run``'s training loop, summed over resumes (``time_budget_s``)
         self.elapsed_s = 0.0
         self.last_eval: Dict[str, float] = {}
+        #: [step, validation error] of every evaluation at the fixed interval (``eval_every``
+        #: dynamics steps): what the plateau rule reads (saved in the checkpoint)
+        self.validation_history: List[List[float]] = []
+        #: why training stopped before its step count (``stop_record``), or None
+        self.stopped: Optional[Dict[str, Any]] = None
         # torchrun's environment (or an explicit Context); a single process otherwise
         self.dist = distributed if distributed is not None else from_env(self.device)
         if self.dist.enabled and self.device.type == "cuda" and self.device.index is None:
@@ -137,6 +154,13 @@ class Trainer:
             pyro.set_rng_seed(config.seed + RANK_SEED_STRIDE * self.dist.rank)  # own noise
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.elbo = TermsELBO(categorical_r=self.config.r_kl == "categorical")
+        #: whether the model has the validation error of pyro_vim.train.stopping
+        self.validates = supports_validation(self.model)
+        if self.config.stop == "plateau" and not self.validates:
+            raise ValueError(f"stop='plateau' stops on the one-step validation error, which a "
+                             f"{self.config.model!r} model of this config does not predict "
+                             "(VIM with iterations=1 and no velocity, RIM and SCOFF do); use "
+                             "stop='budget'")
         self.data = make_generator(self.config)
         self._eval_batch = None
         # rank 0 alone owns the run directory and writes to it
@@ -195,6 +219,9 @@ class Trainer:
         self.saved_step = self.step
         self.skipped = int(ckpt.get("skipped", 0))
         self.elapsed_s = float(ckpt.get("elapsed_s", 0.0))
+        # written since the stopping rules: absent from earlier checkpoints (nothing stopped)
+        self.validation_history = [list(v) for v in ckpt.get("validation_history", [])]
+        self.stopped = dict(ckpt["stopped"]) if ckpt.get("stopped") else None
         ranks = ckpt.get("rng_ranks")
         world = len(ranks) if isinstance(ranks, list) else 1
         if world != self.dist.world_size:
@@ -239,7 +266,9 @@ class Trainer:
         if self.dist.is_main:
             try:
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.step,
-                                skipped=self.skipped, elapsed_s=float(self.elapsed_s), **extra)
+                                skipped=self.skipped, elapsed_s=float(self.elapsed_s),
+                                validation_history=[list(v) for v in self.validation_history],
+                                stopped=dict(self.stopped) if self.stopped else None, **extra)
             except CheckpointWriteError as e:
                 kept = (f"step {self.saved_step}" if self.saved_step is not None
                         else "none was written yet")
@@ -434,10 +463,50 @@ class Trainer:
                           "module_usage": report["module_usage"]}
         return self.last_eval
 
+    @contextmanager
+    def _held_out(self):
+        """Eval mode and the RNGs restored afterwards: evaluating never shifts training's random
+        numbers."""
+        was_training, rng = self.vim.training, rng_state()
+        self.vim.eval()
+        try:
+            yield
+        finally:
+            self.vim.train(was_training)
+            set_rng_state(rng)
+
+    @torch.no_grad()
+    def validate(self) -> Dict[str, Any]:
+        """The validation error (:mod:`pyro_vim.train.stopping`) of the model now:
+        ``{"error": squared error per frame, "minutes": training minutes so far}``.  VIM's prior
+        draws are seeded the same at every call; the RNGs are restored afterwards."""
+        frames = self.evaluation_batch().frames[:, :validation_frames(self.config)]
+        with self._held_out():
+            pyro.set_rng_seed(eval_seed(self.config) % 2 ** 32)
+            error = validation_error(self.model, frames, VALIDATION_SAMPLES)
+        return {"error": error, "minutes": round(self.elapsed_s / 60.0, 4)}
+
+    def plateau_reached(self) -> bool:
+        """Whether ``stop="plateau"`` ends training now: the validation errors of
+        :attr:`validation_history` plateaued (:func:`pyro_vim.train.stopping.plateau_reached`;
+        rank 0 decides, under torch.distributed every rank gets its answer)."""
+        c = self.config
+        stop = float(self.dist.is_main and plateau_reached(
+            [e for _, e in self.validation_history], c.plateau_tolerance, c.plateau_min_evals))
+        if self.dist.enabled:
+            stop = all_reduce_sum([stop], self.dist)[0]
+        return stop > 0
+
+    def _stop(self, by: str, record: Optional[dict] = None) -> None:
+        self.stopped = stop_record(by, self.step, self.elapsed_s)
+        if record is not None:
+            record["stopped"] = dict(self.stopped)
+
     def budget_spent(self) -> bool:
-        """Whether ``config.time_budget_s`` (when positive) is used up by :attr:`elapsed_s`
-        (under torch.distributed: on any rank, so that every rank stops at the same step)."""
-        budget = self.config.time_budget_s
+        """Whether the training-time cap (``time_budget_s``; with ``stop="plateau"`` and no
+        budget, :data:`~pyro_vim.config.PLATEAU_CAP_S`) is used up by :attr:`elapsed_s` (under
+        torch.distributed: on any rank, so that every rank stops at the same step)."""
+        budget = self.config.schedule.time_cap_s
         if not budget:
             return False
         spent = float(self.elapsed_s >= budget)
@@ -463,16 +532,26 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
     def run(self, steps: int, callback: Optional[Callable[["Trainer", dict], None]] = None,
             time_budget_s: Optional[float] = None) -> "Trainer":
-        """Train until the total step count reaches ``steps`` (pre-training included).
+        """Train until the total step count reaches ``steps`` (pre-training included), or the
+        config's stopping rule ends training (:attr:`stopped`).
 
         The log first loses any line past the current step (left by a crash after the last
         checkpoint), so after a resume it holds every step exactly once.
 
-        ``time_budget_s`` stops this call after that many seconds; ``config.time_budget_s`` (when
-        positive) stops training once :attr:`elapsed_s`, the training time summed over resumes
-        (the periodic evaluations excluded), reaches it.  Either way the loop ends after a whole
-        step and the checkpoint is written; a run killed before its budget is spent resumes
-        with the time it had used (saved in the checkpoint as ``elapsed_s``).
+        ``time_budget_s`` stops this call after that many seconds; the training-time cap
+        (``config.time_budget_s``, or 3 hours under ``stop="plateau"`` when it is 0) stops
+        training once :attr:`elapsed_s`, the training time summed over resumes (the periodic
+        evaluations excluded), reaches it; ``stop="plateau"`` also stops it when the validation
+        error has plateaued (:mod:`pyro_vim.train.stopping`).  Either way the loop ends after a
+        whole step, the step's log record and the checkpoint say ``stopped`` (the rule, step and
+        training minute) and the checkpoint is written; a stopped run trains no further when
+        resumed, and a run killed before it stopped resumes with the time it had used (saved in
+        the checkpoint as ``elapsed_s``) and its validation history.
+
+        Every evaluation (every ``eval_every`` dynamics steps and at ``steps``) logs the
+        metrics as ``eval`` and, for the families that predict one step (VIM, RIM, SCOFF), the
+        validation error as ``validation`` (``{"error", "minutes"}``); the last pre-training
+        step logs the validation error of the pre-trained model (``"before_learning": true``).
         """
         from tqdm.auto import tqdm
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
@@ -486,28 +565,40 @@ class Trainer:
             self._truncate_log(self.step)
         start = time.time()
         elapsed_before, evaluating = self.elapsed_s, 0.0
+        if self.stopped is None and self.step < steps and self.budget_spent():
+            self._stop("time_budget")    # e.g. a checkpoint written before stops were recorded
         bar = tqdm(total=steps, initial=min(self.step, steps),
                    disable=not (self.progress and main), dynamic_ncols=True)
         log = open(self.log_path, "a") if self.log_path and main else None
         try:
-            while self.step < steps and not self.budget_spent():
+            while self.step < steps and self.stopped is None:
                 record = self.train_step()
                 record["time"] = time.time() - start
                 self.elapsed_s = elapsed_before + record["time"] - evaluating
                 c = self.config
                 dyn_step = self.step - c.pretrain_steps
-                if main and dyn_step > 0 and c.eval_every and (dyn_step % c.eval_every == 0
-                                                               or self.step == steps):
-                    was_training, rng = self.vim.training, rng_state()
-                    eval_start = time.time()
-                    self.vim.eval()
-                    record["eval"] = self.evaluate()
-                    if self._tb is not None:
-                        self._tb.images(self.step, self.vim, torch.from_numpy(
-                            self.evaluation_batch().frames[0]).to(self.device))
-                    self.vim.train(was_training)
-                    set_rng_state(rng)  # evaluation never shifts training's random numbers
-                    evaluating += time.time() - eval_start   # not training time
+                interval = bool(dyn_step > 0 and c.eval_every and dyn_step % c.eval_every == 0)
+                eval_start = time.time()
+                if main and dyn_step > 0 and c.eval_every and (interval or self.step == steps):
+                    with self._held_out():
+                        record["eval"] = self.evaluate()
+                        if self._tb is not None:
+                            self._tb.images(self.step, self.vim, torch.from_numpy(
+                                self.evaluation_batch().frames[0]).to(self.device))
+                    if self.validates:
+                        record["validation"] = self.validate()
+                        if interval:
+                            self.validation_history.append(
+                                [self.step, record["validation"]["error"]])
+                elif main and dyn_step == 0 and c.pretrain_steps and self.validates:
+                    record["validation"] = dict(self.validate(), before_learning=True)
+                if interval and c.stop == "plateau" and self.plateau_reached():
+                    self._stop("plateau", record)
+                elif self.budget_spent():
+                    self._stop("time_budget", record)
+                    if main and self.validates and "validation" not in record:
+                        record["validation"] = self.validate()   # the model the budget gave
+                evaluating += time.time() - eval_start           # not training time
                 if log:
                     self._write_log(log, record)
                 if self._tb is not None:
