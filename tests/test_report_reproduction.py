@@ -98,8 +98,8 @@ def test_every_result_has_a_line_and_missing_runs_say_not_run(runs, tmp_path):
     assert m5[2] == "not run (module_count/num_modules=5)" and m5[5] == "not run"
     assert m5[7] == f"`python -m pyro_vim.run module_count --out {runs} --variants " \
                     "num_modules=5`"
-    vim = row(text, "VIM: reconstruction MSE (inference")
-    assert "table1/rim's (not run)" in vim[4]
+    vim = row(text, "VIM to its plateau: reconstruction MSE (inference")
+    assert "table1/rim@converged's (not run)" in vim[4]
     # a comparison whose reference is missing is not judged
     for seed in range(3):
         os.remove(os.path.join(runs, "gswm", f"seed={seed}", "metrics.json"))
