@@ -27,6 +27,7 @@ from pyro_vim.baselines.table1 import (
     summarise,
     table1_metrics,
     teacher_forced_errors,
+    unit_centroid_errors,
 )
 from pyro_vim.checkpoint import load_checkpoint
 from pyro_vim.config import VIMConfig
@@ -538,6 +539,44 @@ def test_table1_metric_on_hand_made_predictions():
         table1_metrics(_Offset(0.0), frames[:, :4])
 
 
+class _Blobs(nn.Module):
+    """A teacher-forced 'model' whose unit k's mask in frame t is one pixel at the true
+    position of object k at frame ``t - lag`` (unit 3: the rest of the frame, a background)."""
+
+    def __init__(self, positions, lag):
+        super().__init__()
+        self.positions, self.lag = positions, lag
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def infer(self, frames):
+        n, t, _, h, w = frames.shape
+        masks = torch.zeros(n, t, 4, h, w)
+        for i in range(n):
+            for s in range(t):
+                for k in range(self.positions.shape[2]):
+                    x, y = self.positions[i, max(s - self.lag, 0), k]
+                    masks[i, s, 2 - k, int(round(y)), int(round(x))] = 1.0   # units swapped
+        masks[:, :, 3] = 1.0 - masks[:, :, :3].sum(2)
+        return {"recon": frames, "masks": masks}
+
+
+def test_unit_centroids_against_the_previous_positions():
+    batch = tiny_config().make_generator().generate(4, 5, 3)
+    pos = np.round(batch.positions)                       # whole pixels: exact centroids
+    batch.positions[:] = pos
+    tracking = unit_centroid_errors(_Blobs(pos, lag=1), batch)
+    assert tracking["previous"] == pytest.approx(0.0) and tracking["within_1px"] == 1.0
+    moved = np.linalg.norm(pos[:, 1:] - pos[:, :-1], axis=-1).mean()
+    assert tracking["current"] == pytest.approx(moved) and moved > 0
+    current = unit_centroid_errors(_Blobs(pos, lag=0), batch)   # a unit one move ahead
+    # matched to minimise the distance to the previous positions: at most the moves
+    assert 0 < current["previous"] <= moved + 1e-9 and current["within_1px"] < 1.0
+    assert len(tracking["per_step"]) == 4
+    assert table1_metrics(_Blobs(pos, lag=1), batch)["unit_centroids"] == tracking
+    with pytest.raises(ValueError, match="true positions"):
+        unit_centroid_errors(_Blobs(pos, lag=1), batch.frames)
+
+
 def test_teacher_forced_predictions_never_see_the_frame_they_predict():
     model = built("scoff")
     model.eval()
@@ -647,6 +686,8 @@ def test_table1_runner_smoke(tmp_path, capsys):
         assert r["before_learning"]["table1"]["mse"] > 0          # scored after pre-training
         assert r["metrics"]["table1"]["teacher_forced"]["frames"] == [1, 2, 3, 4]
         assert r["metrics"]["recon_mse"] > 0
+        assert r["metrics"]["table1_unit_centroid_px"] == \
+            r["metrics"]["table1"]["unit_centroids"]["previous"] >= 0
     assert load_model(os.path.join(runner.run_dir(str(tmp_path), "table1", "vim_m1@60min", 0),
                                    "checkpoint.pt")).transition.num_modules == 1
     vim = results["vim@converged"]

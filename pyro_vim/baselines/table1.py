@@ -32,7 +32,8 @@ from ..data import MOVE_VECTORS
 __all__ = ["SEQ_LEN", "squared_errors", "summarise", "teacher_forced_errors",
            "inference_errors", "prior_one_step_predictions", "prior_one_step_errors",
            "table1_metrics", "reference_errors", "legal_moves", "draw_legal_moves",
-           "sample_rows", "predicts_one_step", "one_step_means", "one_step_errors"]
+           "sample_rows", "predicts_one_step", "one_step_means", "one_step_errors",
+           "unit_centroid_errors"]
 
 #: Frames per Table 1 sequence.
 SEQ_LEN = 5
@@ -166,6 +167,43 @@ def one_step_errors(model, frames, num_samples: int = 8, chunk: int = 64) -> Dic
     return summarise(np.concatenate([pad, se], 1), int(np.prod(frames.shape[2:])))
 
 
+@torch.no_grad()
+def unit_centroid_errors(model, batch, chunk: int = 64,
+                         seq_len: Optional[int] = SEQ_LEN) -> Dict[str, Any]:
+    """Where a teacher-forced family's units put their objects (issue 32's check of RIM and
+    SCOFF): the centroid of each unit's mask in the prediction of frame t
+    (``model.infer(frames)["masks"]``) against the true object positions at frame t-1, the
+    last frame the units read.  A squared-error predictor of a random walk spreads each object
+    over its possible moves around that position (the paper's "plus"-shaped blur, Fig. 8), so
+    a unit that tracks its object has its centroid there; the distance to frame t's position
+    is reported beside it.  Per frame 1..T-1 the objects are matched one-to-one to the units
+    (:func:`pyro_vim.metrics.match_objects_to_slots`, every unit a candidate, the background's
+    too).  Returns ``previous`` and ``current`` (mean distances, px), ``within_1px`` (fraction
+    of objects within 1 px of their previous position) and ``per_step`` (mean ``previous`` per
+    frame)."""
+    from ..metrics import mask_centroids, match_objects_to_slots
+    frames = getattr(batch, "frames", None)
+    positions = getattr(batch, "positions", None)
+    if frames is None or positions is None:
+        raise ValueError("unit_centroid_errors needs a VideoBatch with the true positions")
+    frames, positions = _frames(frames), np.asarray(positions, dtype=np.float64)
+    if seq_len is not None:
+        frames, positions = frames[:, :seq_len], positions[:, :seq_len]
+    masks = np.concatenate([model.infer(frames[i:i + chunk].to(_device(model)))["masks"]
+                            .double().cpu().numpy() for i in range(0, len(frames), chunk)])
+    centroids = mask_centroids(masks)                                  # (N, T, K, 2)
+    prev, cur = [], []
+    for t in range(1, frames.shape[1]):
+        match = match_objects_to_slots(positions[:, t - 1], centroids[:, t])     # (N, O)
+        chosen = np.take_along_axis(centroids[:, t], match[..., None], axis=1)   # (N, O, 2)
+        prev.append(np.linalg.norm(chosen - positions[:, t - 1], axis=-1))
+        cur.append(np.linalg.norm(chosen - positions[:, t], axis=-1))
+    prev, cur = np.stack(prev, 1), np.stack(cur, 1)                    # (N, T-1, O)
+    return {"previous": float(np.nanmean(prev)), "current": float(np.nanmean(cur)),
+            "within_1px": float(np.nanmean(prev <= 1.0)),
+            "per_step": np.nanmean(prev, axis=(0, 2)).tolist()}
+
+
 def table1_metrics(model, batch, num_samples: int = 4, chunk: int = 64,
                    seq_len: Optional[int] = SEQ_LEN) -> Dict[str, Any]:
     """Table 1 scores of ``model`` on ``batch`` (a VideoBatch or (N, T, 3, H, W) frames; the
@@ -208,6 +246,8 @@ def table1_metrics(model, batch, num_samples: int = 4, chunk: int = 64,
             se = teacher_forced_errors(model, frames, chunk)
             out = {"teacher_forced": summarise(se, pixels),
                    "teacher_forced_all_frames": summarise(se, pixels, first_frame=0)}
+            if getattr(batch, "positions", None) is not None:
+                out["unit_centroids"] = unit_centroid_errors(model, batch, chunk, seq_len)
             headline = out["teacher_forced"]
     finally:
         model.train(was_training)

@@ -131,6 +131,8 @@ def _evaluate(model, config, sequences, seq_len, evaluations=(), eval_data=None
             batch = _held_out(test, sequences, TABLE1_TEST["seq_len"])
             out["table1"] = table1_metrics(model, batch, TABLE1_TEST["prior_samples"])
             out["table1_mse"] = out["table1"]["mse"]
+            if "unit_centroids" in out["table1"]:          # RIM/SCOFF: where the units are
+                out["table1_unit_centroid_px"] = out["table1"]["unit_centroids"]["previous"]
             if "mse_prior_one_step" in out["table1"]:      # VIM: (c), one step from the prior
                 out["table1_prior_mse"] = out["table1"]["mse_prior_one_step"]
                 out["table1_prior_mean_mse"] = out["table1"]["vim_prior_mean"]["per_frame"]
