@@ -18,7 +18,7 @@ from pyro_vim import VIM
 from pyro_vim import evaluate as evaluate_cli
 from pyro_vim import run as runner
 from pyro_vim.baselines import RIM, SCOFF
-from pyro_vim.baselines.scoff import BEFORE_FIELD, DEFAULTS
+from pyro_vim.baselines.scoff import ADDED_LATER, BEFORE_FIELD, DEFAULTS
 from pyro_vim.baselines.table1 import (
     prior_one_step_errors,
     prior_one_step_predictions,
@@ -81,7 +81,8 @@ def test_new_configs_write_every_setting_with_todays_defaults():
         config = tiny_config(model=family, extra={"top_k": 2})
         assert config.extra == {**DEFAULTS, "top_k": 2}
         assert VIMConfig.from_saved(config.to_dict()) == config      # saved: read back as is
-    assert DEFAULTS["input_attention"] == "competitive" and DEFAULTS["top_k"] is None
+    assert DEFAULTS["input_attention"] == "slots" and DEFAULTS["top_k"] is None
+    assert DEFAULTS["position"] is None
     assert DEFAULTS["null_threshold"] == 0 and DEFAULTS["gumbel_temperature"] == 0.5
     assert DEFAULTS["schema_keys"] == "per_schema" and DEFAULTS["pretraining"] == "perception"
     assert DEFAULTS["first_frame_loss"] is False
@@ -290,8 +291,8 @@ def test_perception_pretraining_programs(family):
     # the observation is the frame read once from the initial state and decoded
     model.eval()
     recon = model.reconstruct(single)
-    rgb, logits, _ = model.decode(model.core(model.initial.expand(4, 4, 8),
-                                             model.encode(single)[:, 0]).h)
+    step = model.core(model.initial.expand(4, 4, 8), model.encode(single)[:, 0])
+    rgb, logits, _ = model.decode(step.h, model.place(step.h, step.where))
     from pyro_vim.distributions import SpatialGaussianMixture
     want = SpatialGaussianMixture(rgb, logits, model.config.sigma_x).mean
     assert torch.allclose(recon[:, 0], want)
@@ -330,26 +331,34 @@ def test_decode_window(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("attention", ("slots",) + ATTENTIONS)
 def test_elbo_is_finite_and_gradients_reach_the_parameters(family, attention):
     model = built(family, input_attention=attention)
     frames = frames_of(2, 3)
     for program in (model.model, model.pretrain_model):
-        model.zero_grad()
         loss = Trace_ELBO().differentiable_loss(program, model.guide, frames)
         assert math.isfinite(float(loss.detach())) and float(loss.detach()) > 0
         loss.backward()
     grads = {name: p.grad for name, p in model.named_parameters()}
-    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
-    null = "core.null_query" if attention == "competitive" else "core.null_key"
-    parts = ["encoder.", "core.in_query", "core.in_key", "core.in_value", null, "core.grus.",
-             "core.comm_", "initial", "position.", "decoder."]
+    # the state's position head decodes only the initial state (frame 0, not in the loss)
+    # when the units sit where they read
+    unused = {"position.weight", "position.bias"} if hasattr(model, "offset") else set()
+    assert all(g is not None and torch.isfinite(g).all() for n, g in grads.items()
+               if n not in unused)
+    null = {"competitive": ["core.null_query"], "slots": []}.get(attention, ["core.null_key"])
+    reads = ["core.in_value"] if attention == "slots" else ["core.in_query", "core.in_key",
+                                                            "core.in_value"]
+    parts = ["encoder.", *reads, *null, "core.grus.", "core.comm_", "initial", "decoder.",
+             "offset." if hasattr(model, "offset") else "position."]
+    if attention == "slots":
+        parts.append("slot_attention.")
     if attention == "null_row":
         parts.append("core.frame.")
     if family == "scoff":      # the straight-through schema choice passes gradients
         parts += ["core.sel_query", "core.sel_keys"]
     for part in parts:
-        norm = sum(float(g.norm()) for n, g in grads.items() if n.startswith(part))
+        norm = sum(float(g.norm()) for n, g in grads.items()
+                   if n.startswith(part) and g is not None)
         assert norm > 0, part
 
 
@@ -417,6 +426,90 @@ def test_checkpoints_saved_before_the_settings_load_with_the_old_behaviour(famil
     assert config.extra["input_attention"] == "pixel_rows"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_configs_saved_before_the_position_inputs_and_likelihood_settings(family):
+    """A config written between the two changes of 2026-12-07 has ``input_attention`` but not
+    ``position``, ``inputs`` or ``likelihood``: it gets the values of its time."""
+    saved = tiny_config(model=family).to_dict()
+    saved["extra"]["input_attention"] = "competitive"          # that time's default
+    for key in ADDED_LATER:
+        del saved["extra"][key]
+    config = VIMConfig.from_saved(saved)
+    assert {k: config.extra[k] for k in ADDED_LATER} == ADDED_LATER
+    model = build_model(config)
+    assert model.settings["position"] == "state" and not hasattr(model, "offset")
+    assert not hasattr(model, "slot_attention")
+    assert model.encode(frames_of(1, 2)).shape == (1, 2, 16 * 16, 8 + 2)    # pixel rows
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_units_are_tracked_slots_and_sit_where_they_read(family):
+    model = built(family)
+    assert model.settings["input_attention"] == "slots"
+    assert model.settings["position"] == "attention"
+    frames = frames_of(2, 3)
+    rows = model.encode(frames)                       # (N, T, K, D + 3): feat, pos, share
+    assert rows.shape == (2, 3, 4, 8 + 3)
+    sa, c = model.slot_attention, model.config
+    pixels = frames.flatten(3).transpose(2, 3)
+    first = sa(model.encoder(frames[:, 0]), pixels[:, 0], model.grid, iters=c.discovery_iters)
+    second = sa(model.encoder(frames[:, 1]), pixels[:, 1], model.grid, pos=first.pos,
+                feat=first.feat, colour=first.colour, iters=c.track_iters)   # followed
+    torch.testing.assert_close(rows[:, 0, :, -3:-1], first.pos)
+    torch.testing.assert_close(rows[:, 1, :, :-3], second.feat)
+    torch.testing.assert_close(rows[:, 1, :, -1], second.attn.mean(-1))
+    torch.testing.assert_close(rows[..., -1].sum(-1), torch.ones(2, 3))    # pixel shares
+    step = model.core(model.initial.expand(2, 4, 8), rows[:, 1])
+    torch.testing.assert_close(step.where, second.pos)          # unit k reads slot k
+    torch.testing.assert_close(step.score, second.attn.mean(-1))
+    # the decoders sit where the units read (the offset starts at zero), not at tanh(Linear(h))
+    torch.testing.assert_close(model.place(step.h, step.where), step.where)
+    assert not torch.allclose(model.place(step.h), step.where)
+    # the unit's position follows its slot's, whatever its state: a moved slot moves it
+    moved = rows[:, 1].clone()
+    moved[..., -3:-1] += 0.1
+    torch.testing.assert_close(model.core(model.initial.expand(2, 4, 8), moved).where,
+                               second.pos + 0.1)
+    assert model.rollout(frames)["positions"].shape == (2, 3, 4, 2)
+    assert any(n.startswith("slot_attention.") for n, _ in model.named_parameters())
+    # the competitive attention over pixels also places units where they read
+    comp = built(family, input_attention="competitive")
+    assert comp.settings["position"] == "attention" and not hasattr(comp, "slot_attention")
+    step = comp.core(comp.initial.expand(2, 4, 8), comp.encode(frames)[:, 0])
+    assert step.where.shape == (2, 4, 2)
+    # "state" with the pixel rows: the old model
+    old = built(family, position="state", input_attention="pixel_rows")
+    assert not hasattr(old, "offset") and old.encode(frames).shape[2] == 16 * 16
+    assert built(family, input_attention="null_row").settings["position"] == "state"
+    with pytest.raises(ValueError, match="position.*slots"):
+        built(family, input_attention="null_row", position="attention")
+    with pytest.raises(ValueError, match="position"):
+        built(family, position="slot")
+
+
+@pytest.mark.parametrize("likelihood", ["mixture", "mean"])
+def test_frames_are_observed_under_the_mixture_or_its_mean(likelihood):
+    other = {"mixture": "mean", "mean": "mixture"}[likelihood]
+    model = built("rim", likelihood=likelihood, pretrain_likelihood=other)
+    frames = frames_of(2, 3)
+
+    def expected(mixture, value, kind):
+        if kind == "mixture":
+            return mixture.log_prob(value).sum(-1)
+        return torch.distributions.Normal(mixture.mean, model.config.sigma_x).log_prob(
+            value).sum((1, 2, 3, 4))
+
+    site = poutine.trace(model.model).get_trace(frames).nodes["x"]
+    torch.testing.assert_close(site["fn"].log_prob(site["value"]),
+                               expected(model.predictive(frames, 1), frames[:, 1:], likelihood))
+    site = poutine.trace(model.pretrain_model).get_trace(frames[:, :1]).nodes["x"]
+    torch.testing.assert_close(site["fn"].log_prob(site["value"]),
+                               expected(model.perceive(frames[:, :1]), frames[:, :1], other))
+    assert DEFAULTS["likelihood"] == "mean" and DEFAULTS["pretrain_likelihood"] == "mixture"
+    with pytest.raises(ValueError, match="likelihood"):
+        built("rim", likelihood="bce")
+
+
 # ---------------------------------------------------------------------------- trainer, CLI
 @pytest.mark.parametrize("family", FAMILIES)
 def test_the_trainer_runs_with_periodic_and_final_evaluation(family, tmp_path):
@@ -435,7 +528,7 @@ def test_the_trainer_runs_with_periodic_and_final_evaluation(family, tmp_path):
     loaded = load_model(str(tmp_path / "run" / "checkpoint.pt"))
     assert type(loaded) is type(trainer.model)
     saved = load_checkpoint(str(tmp_path / "run" / "checkpoint.pt"))["config"]
-    assert saved["extra"]["input_attention"] == "competitive"     # written out in full
+    assert saved["extra"]["input_attention"] == "slots"           # written out in full
 
 
 def test_evaluate_cli_refuses_a_baseline_clearly(tmp_path, capsys):
@@ -643,7 +736,7 @@ def test_table1_experiment_configs():
     # every variant gets VIM's single-frame pre-training (within the same budget)
     assert {c.pretrain_steps for c in configs.values()} == {m5[0].pretrain_steps} \
         and m5[0].pretrain_steps > 0
-    assert configs["rim@15min"].extra["input_attention"] == "competitive"
+    assert configs["rim@15min"].extra["input_attention"] == "slots"
     assert exp.evaluations == ("table1",)
 
 
