@@ -4,9 +4,10 @@ improve past its budget (is the budget what limits it)?
     python benchmarks/train_more.py runs/table1/rim/seed=0/checkpoint.pt --minutes 15 --out DIR
 
 The model's weights are loaded from the checkpoint; training goes on with a fresh optimiser and
-the config's schedule from step 0 (the length curriculum restarts) for ``--minutes`` of wall
-clock, then the Table 1 error is computed on the runner's held-out Table 1 sequences of that
-config (``--sequences``, 64 as the runner).  Prints and writes ``DIR/result.json``.
+the config's schedule from step 0 (the length curriculum restarts; the single-frame
+pre-training too unless ``--no-pretraining``) for ``--minutes`` of wall clock, then the Table 1
+error is computed on the runner's held-out Table 1 sequences of that config (``--sequences``, 64
+as the runner).  Prints and writes ``DIR/result.json``.
 """
 import argparse
 import json
@@ -30,6 +31,9 @@ def main(argv=None):
     p.add_argument("--sequences", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="a new folder for the continued run")
+    p.add_argument("--no-pretraining", action="store_true",
+                   help="go on with the sequences at once (pretrain_steps = 0) instead of "
+                        "repeating the config's single-frame pre-training")
     args = p.parse_args(argv)
     if not os.path.isfile(args.checkpoint):
         p.error(f"no checkpoint at {args.checkpoint!r}")
@@ -40,6 +44,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     old = load_model(args.checkpoint)
     config = old.config.replace(time_budget_s=args.minutes * 60.0, steps=10 ** 9)
+    if args.no_pretraining:
+        config = config.replace(pretrain_steps=0)
     batch = config.make_generator().generate(args.sequences, SEQ_LEN, default_seed(config))
     before = table1_metrics(old, batch)["mse"]
     trainer = Trainer(config, out_dir=args.out, progress=False, tensorboard=False, device="cpu")

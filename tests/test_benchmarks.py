@@ -241,6 +241,31 @@ def test_train_more_smoke(tmp_path):
     assert out["model"] == "rim" and out["steps_more"] >= 1
     assert out["table1_mse_before"] > 0 and out["table1_mse_after"] > 0
     assert json.loads((tmp_path / "more" / "result.json").read_text()) == out
+    again = load("train_more").main([str(tmp_path / "run" / "checkpoint.pt"), "--minutes",
+                                     "0.01", "--sequences", "2", "--no-pretraining", "--out",
+                                     str(tmp_path / "more2")])
+    with open(tmp_path / "more2" / "log.jsonl") as f:
+        assert {json.loads(line)["phase"] for line in f} == {"dynamics"}
+    assert again["steps_more"] >= 1
+
+
+def test_baseline_diagnosis_smoke(tmp_path):
+    from pyro_vim.models import build_model
+
+    from .helpers import tiny_config
+    path = str(tmp_path / "rim.pt")
+    build_model(tiny_config(model="rim")).save(path)
+    out = load("baseline_diagnosis").main([path, "--sequences", "3", "--out",
+                                           str(tmp_path / "d.json")])
+    assert out["teacher_forced"] > 0 and out["perception"] > 0 and out["empty_frame"] > 0
+    assert 0 <= out["object_units_at_the_border"] <= 1
+    assert out["unit_centroids"]["previous"] >= 0
+    assert out["settings"]["input_attention"] == "slots"
+    assert json.loads((tmp_path / "d.json").read_text()) == out
+    vim = str(tmp_path / "vim.pt")
+    build_model(tiny_config()).save(vim)
+    with pytest.raises(SystemExit):
+        load("baseline_diagnosis").main([vim])
 
 
 def test_table1_sample_errors_smoke(tmp_path):
