@@ -342,14 +342,15 @@ def test_elbo_is_finite_and_gradients_reach_the_parameters(family, attention):
     grads = {name: p.grad for name, p in model.named_parameters()}
     # the state's position head decodes only the initial state (frame 0, not in the loss)
     # when the units sit where they read
-    unused = {"position.weight", "position.bias"} if hasattr(model, "offset") else set()
+    sits = model.settings["position"] == "attention"
+    unused = {"position.weight", "position.bias"} if sits else set()
     assert all(g is not None and torch.isfinite(g).all() for n, g in grads.items()
                if n not in unused)
     null = {"competitive": ["core.null_query"], "slots": []}.get(attention, ["core.null_key"])
     reads = ["core.in_value"] if attention == "slots" else ["core.in_query", "core.in_key",
                                                             "core.in_value"]
-    parts = ["encoder.", *reads, *null, "core.grus.", "core.comm_", "initial", "decoder.",
-             "offset." if hasattr(model, "offset") else "position."]
+    parts = ["encoder.", *reads, *null, "core.grus.", "core.comm_", "initial", "decoder."]
+    parts += [] if sits else ["position."]
     if attention == "slots":
         parts.append("slot_attention.")
     if attention == "null_row":
@@ -443,6 +444,28 @@ def test_configs_saved_before_the_position_inputs_and_likelihood_settings(family
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_checkpoints_with_the_position_offset_load(family, tmp_path):
+    """Configs written before ``position_offset`` existed, with the units placed where they
+    read, had the offset: they rebuild it, and their weights load."""
+    model = built(family, position_offset=True)
+    with torch.no_grad():
+        model.offset.bias.fill_(0.1)
+    path = str(tmp_path / "m.pt")
+    model.save(path)
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["config"]["extra"]["position_offset"]
+    torch.save(ckpt, path)
+    loaded = load_model(path)
+    assert loaded.settings["position_offset"] and hasattr(loaded, "offset")
+    torch.testing.assert_close(loaded.offset.bias, torch.full((2,), 0.1))
+    frames = frames_of(1, 3)
+    model.eval()
+    torch.testing.assert_close(loaded.infer(frames)["recon"], model.infer(frames)["recon"])
+    with pytest.raises(ValueError, match="position_offset"):
+        built(family, position_offset="yes")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_units_are_tracked_slots_and_sit_where_they_read(family):
     model = built(family)
     assert model.settings["input_attention"] == "slots"
@@ -462,9 +485,15 @@ def test_units_are_tracked_slots_and_sit_where_they_read(family):
     step = model.core(model.initial.expand(2, 4, 8), rows[:, 1])
     torch.testing.assert_close(step.where, second.pos)          # unit k reads slot k
     torch.testing.assert_close(step.score, second.attn.mean(-1))
-    # the decoders sit where the units read (the offset starts at zero), not at tanh(Linear(h))
+    # the decoders sit where the units read, not at tanh(Linear(h))
+    assert not hasattr(model, "offset")
     torch.testing.assert_close(model.place(step.h, step.where), step.where)
     assert not torch.allclose(model.place(step.h), step.where)
+    shifted = built(family, position_offset=True)           # plus a learned offset, zero at first
+    torch.testing.assert_close(shifted.place(step.h, step.where), step.where)
+    with torch.no_grad():
+        shifted.offset.bias.fill_(0.25)
+    torch.testing.assert_close(shifted.place(step.h, step.where), step.where + 0.25)
     # the unit's position follows its slot's, whatever its state: a moved slot moves it
     moved = rows[:, 1].clone()
     moved[..., -3:-1] += 0.1
