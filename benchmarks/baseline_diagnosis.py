@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pyro_vim.baselines.table1 import unit_centroid_errors  # noqa: E402
+from pyro_vim.baselines.table1 import squared_errors, unit_centroid_errors  # noqa: E402
 from pyro_vim.files import write_json  # noqa: E402
 from pyro_vim.models import load_model  # noqa: E402
 
@@ -36,7 +36,7 @@ def diagnose(model, batch) -> dict:
     size = model.config.image_size
 
     def per_frame(pred, truth):
-        return float(((pred - truth) ** 2).sum((2, 3, 4)).mean())
+        return float(squared_errors(pred, truth).mean())
 
     model.eval()
     with torch.no_grad():
